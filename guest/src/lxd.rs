@@ -1,0 +1,522 @@
+//! LXD's REST API as the connector uses it: server and instance checks,
+//! exec with recorded output, and the files API.
+//!
+//! Everything here is plain Rust over [`Http`], so it runs in native unit
+//! tests as well as in the component.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::http::{Body, Head, Http, HttpError, Method, Request, Upload};
+use crate::names::{encode, validate_path};
+
+/// Largest JSON document accepted from the server.
+const JSON_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest recorded output accepted per stream; the guest holds it whole.
+const LOG_LIMIT: usize = 1024 * 1024 * 1024;
+/// API extension that `record-output` exec needs.
+const EXEC_RECORDING: &str = "container_exec_recording";
+
+/// How to run one command (mirrors the WIT `run-options`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    pub stdin: Option<Vec<u8>>,
+    pub timeout_ms: Option<u64>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub user: Option<u32>,
+    pub group: Option<u32>,
+}
+
+/// What a finished command produced (mirrors the WIT `run-output`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Mode and ownership for a new file (mirrors the WIT `put-options`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Mode, owner and size of a file being read (mirrors the WIT `file-info`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileInfo {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: Option<u64>,
+}
+
+/// What `GET /1.0` told us about the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub auth: String,
+    pub api_version: String,
+    pub server: String,
+    pub server_version: String,
+    pub extensions: Vec<String>,
+}
+
+/// A running instance on a remote, reached through `H`.
+pub struct Instance<H: Http> {
+    http: H,
+    remote: String,
+    project: String,
+    name: String,
+    server: ServerInfo,
+    status: String,
+    kind: String,
+}
+
+/// Checks the server (trusted, exec recording available) and the instance
+/// (exists, running), and returns the instance handle.
+pub fn connect<H: Http>(http: H, remote: &str, project: &str, name: &str) -> Result<Instance<H>, Error> {
+    let mut inst = Instance {
+        http,
+        remote: remote.to_string(),
+        project: project.to_string(),
+        name: name.to_string(),
+        server: ServerInfo::default(),
+        status: String::new(),
+        kind: String::new(),
+    };
+    inst.server = inst.server_info()?;
+    if inst.server.auth != "trusted" {
+        return Err(Error::Permission(format!(
+            "remote '{remote}' does not trust this client's certificate (auth: {}). On the server, \
+             run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here",
+            inst.server.auth
+        )));
+    }
+    if !inst.server.extensions.iter().any(|e| e == EXEC_RECORDING) {
+        return Err(Error::Unsupported(format!(
+            "remote '{remote}' (LXD {}) lacks the API extension '{EXEC_RECORDING}' that running \
+             commands needs; upgrade LXD",
+            inst.server.server_version
+        )));
+    }
+    let what = format!("instance '{name}' on remote '{remote}' (project '{project}')");
+    let meta = inst.get_json(&inst.url(&format!("/1.0/instances/{}", encode(name)), &[]), &what)?;
+    inst.status = str_field(&meta, "status").to_string();
+    inst.kind = str_field(&meta, "type").to_string();
+    if inst.status != "Running" {
+        return Err(Error::NotRunning(format!(
+            "{what} is {}, not Running; start it with `lxc start {remote}:{name}`",
+            if inst.status.is_empty() { "in an unknown state" } else { &inst.status }
+        )));
+    }
+    Ok(inst)
+}
+
+impl<H: Http> Instance<H> {
+    /// Facts about the target for display, in a stable order.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        [
+            ("remote", self.remote.as_str()),
+            ("server", self.server.server.as_str()),
+            ("server version", self.server.server_version.as_str()),
+            ("api version", self.server.api_version.as_str()),
+            ("auth", self.server.auth.as_str()),
+            ("project", self.project.as_str()),
+            ("instance", self.name.as_str()),
+            ("type", self.kind.as_str()),
+            ("status", self.status.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Runs `command` through `sh -c` with recorded output, then reads and
+    /// deletes both log files so nothing is left on the server.
+    pub fn run(&self, command: &str, opts: &RunOptions) -> Result<RunOutput, Error> {
+        validate_run(command, opts)?;
+        let stdin_path = match &opts.stdin {
+            Some(data) => Some(self.upload_stdin(data, opts)?),
+            None => None,
+        };
+        let argv: Vec<&str> = match &stdin_path {
+            // The command's stdin is /dev/null under record-output, so the
+            // input is uploaded first; the outer shell opens it, unlinks it
+            // and evaluates the command as its own single shell layer.
+            Some(path) => vec!["sh", "-c", STDIN_WRAPPER, "sh", path, command],
+            None => vec!["sh", "-c", command],
+        };
+        let mut body = json!({
+            "command": argv,
+            "environment": opts.env.iter().cloned().collect::<BTreeMap<String, String>>(),
+            "wait-for-websocket": false,
+            "interactive": false,
+            "record-output": true,
+        });
+        if let Some(cwd) = &opts.cwd {
+            body["cwd"] = json!(cwd);
+        }
+        if let Some(user) = opts.user {
+            body["user"] = json!(user);
+        }
+        if let Some(group) = opts.group {
+            body["group"] = json!(group);
+        }
+        let what = format!("running a command in {}", self.who());
+        let path = self.url(&format!("/1.0/instances/{}/exec", encode(&self.name)), &[]);
+        let started = self.call(Request::new(Method::Post, path).json(&body), &what);
+        let op = match started {
+            Ok((_, op)) => op,
+            Err(err) => {
+                if let Some(path) = &stdin_path {
+                    self.delete_file_quietly(path);
+                }
+                return Err(err);
+            }
+        };
+        let id = operation_id(&op).ok_or_else(|| {
+            Error::Protocol(format!("{what}: the server's answer names no operation: {op}"))
+        })?;
+        self.finish_exec(&id, opts.timeout_ms, &what)
+    }
+
+    fn finish_exec(&self, id: &str, timeout_ms: Option<u64>, what: &str) -> Result<RunOutput, Error> {
+        let timeout_s = timeout_ms.map(|ms| ms.div_ceil(1000).max(1).to_string());
+        let mut params = Vec::new();
+        if let Some(t) = &timeout_s {
+            params.push(("timeout", t.as_str()));
+        }
+        let wait = self.url(&format!("/1.0/operations/{}/wait", encode(id)), &params);
+        let op = self.get_json(&wait, what).map_err(|e| match e {
+            Error::Transport(m) => Error::Transport(format!(
+                "{m}; the command was started and may still be running or have run"
+            )),
+            other => other,
+        })?;
+        let status = str_field(&op, "status");
+        if status == "Running" {
+            return Err(Error::Timeout(format!(
+                "{what}: the command did not finish within {} s; it keeps running on the instance \
+                 (LXD cannot cancel it) and its output logs stay on the server",
+                timeout_s.unwrap_or_default()
+            )));
+        }
+        let meta = op.get("metadata").unwrap_or(&Value::Null);
+        let Some(code) = meta.get("return").and_then(Value::as_i64) else {
+            let err = str_field(&op, "err");
+            return Err(Error::Protocol(format!(
+                "{what}: the command ended without an exit code (status {status:?}{})",
+                if err.is_empty() { String::new() } else { format!(", error: {err}") }
+            )));
+        };
+        let outputs = meta.get("output");
+        let log = |fd: &str| -> Result<String, Error> {
+            let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
+            if !path.starts_with("/1.0/instances/") {
+                return Err(Error::Protocol(format!(
+                    "{what}: the server named no valid log for fd {fd}: {path:?}"
+                )));
+            }
+            Ok(self.url(path, &[]))
+        };
+        let (out_log, err_log) = (log("1")?, log("2")?);
+        let stdout = self.read_log(&out_log, what);
+        let stderr = self.read_log(&err_log, what);
+        // Logs are deleted even when reading failed: the server never
+        // removes them by itself.
+        self.delete_quietly(&out_log);
+        self.delete_quietly(&err_log);
+        Ok(RunOutput {
+            exit_code: i32::try_from(code).map_err(|_| {
+                Error::Protocol(format!("{what}: exit code {code} out of range"))
+            })?,
+            stdout: stdout?,
+            stderr: stderr?,
+        })
+    }
+
+    /// Starts writing `path`; the content follows through the writer.
+    pub fn put_file(&self, path: &str, opts: PutOptions) -> Result<FileWriter<H::Upload>, Error> {
+        validate_path(path)?;
+        let mode = opts.mode.unwrap_or(0o644);
+        if mode > 0o7777 {
+            return Err(Error::InvalidInput(format!(
+                "mode {mode:o} is not a file mode; give permission bits such as 0644"
+            )));
+        }
+        let req = Request::new(Method::Post, self.file_url(path))
+            // LXD writes an empty file for a form content type.
+            .header("Content-Type", "application/octet-stream")
+            .header("X-LXD-type", "file")
+            .header("X-LXD-write", "overwrite")
+            .header("X-LXD-mode", format!("{mode:04o}"))
+            .header("X-LXD-uid", opts.uid.unwrap_or(0).to_string())
+            .header("X-LXD-gid", opts.gid.unwrap_or(0).to_string());
+        let what = format!("writing {path} in {}", self.who());
+        let upload = self.http.upload(req).map_err(|e| Error::from_http(e, &what))?;
+        Ok(FileWriter { upload: Some(upload), what })
+    }
+
+    /// Starts reading the regular file at `path`.
+    pub fn get_file(&self, path: &str) -> Result<FileReader<H::Body>, Error> {
+        validate_path(path)?;
+        let what = format!("reading {path} in {}", self.who());
+        let (head, mut body) = self
+            .http
+            .send(Request::new(Method::Get, self.file_url(path)))
+            .map_err(|e| Error::from_http(e, &what))?;
+        if head.status != 200 {
+            let text = body.read_to_end(JSON_LIMIT).unwrap_or_default();
+            return Err(api_error(head.status, &text, &what));
+        }
+        match head.header("x-lxd-type").unwrap_or("file") {
+            "file" => {}
+            kind => {
+                // Keep the connection reusable: the listing or link target is small.
+                let content = body.read_to_end(JSON_LIMIT).unwrap_or_default();
+                let extra = if kind == "symlink" {
+                    format!(" to {:?}; get the target's path instead", String::from_utf8_lossy(&content))
+                } else {
+                    "; get copies one regular file".to_string()
+                };
+                let kind = if kind == "symlink" { "a symbolic link" } else if kind == "directory" { "a directory" } else { kind };
+                return Err(Error::InvalidInput(format!("{what}: it is {kind}{extra}")));
+            }
+        }
+        let num = |name: &str, radix: u32| -> Result<u32, Error> {
+            let v = head.header(name).unwrap_or("0");
+            u32::from_str_radix(v.trim(), radix)
+                .map_err(|_| Error::Protocol(format!("{what}: header {name} is not a number: {v:?}")))
+        };
+        let info = FileInfo {
+            mode: num("x-lxd-mode", 8)?,
+            uid: num("x-lxd-uid", 10)?,
+            gid: num("x-lxd-gid", 10)?,
+            size: head.header("content-length").and_then(|v| v.trim().parse().ok()),
+        };
+        Ok(FileReader { body, info, what })
+    }
+
+    fn upload_stdin(&self, data: &[u8], opts: &RunOptions) -> Result<String, Error> {
+        let path = format!("/tmp/.lxd-connector-stdin.{:016x}", random_u64());
+        let mut writer = self
+            .put_file(&path, PutOptions { mode: Some(0o600), uid: opts.user, gid: opts.group })
+            .map_err(|e| prefix(e, "sending the command's standard input"))?;
+        writer.write(data)?;
+        writer.finish().map_err(|e| prefix(e, "sending the command's standard input (is /tmp writable?)"))?;
+        Ok(path)
+    }
+
+    fn read_log(&self, url: &str, what: &str) -> Result<Vec<u8>, Error> {
+        let (head, mut body) = self
+            .http
+            .send(Request::new(Method::Get, url))
+            .map_err(|e| Error::from_http(e, what))?;
+        let data = body.read_to_end(LOG_LIMIT).map_err(|e| Error::from_http(e, what))?;
+        if head.status != 200 {
+            return Err(api_error(head.status, &data, &format!("{what}: reading its output")));
+        }
+        Ok(data)
+    }
+
+    fn delete_quietly(&self, url: &str) {
+        if let Ok((_, mut body)) = self.http.send(Request::new(Method::Delete, url)) {
+            let _ = body.read_to_end(JSON_LIMIT);
+        }
+    }
+
+    fn delete_file_quietly(&self, path: &str) {
+        self.delete_quietly(&self.file_url(path));
+    }
+
+    fn who(&self) -> String {
+        format!("instance '{}' on remote '{}'", self.name, self.remote)
+    }
+
+    fn file_url(&self, path: &str) -> String {
+        self.url(&format!("/1.0/instances/{}/files", encode(&self.name)), &[("path", path)])
+    }
+
+    /// Adds the project and `params` (encoded) to an API path.
+    fn url(&self, path: &str, params: &[(&str, &str)]) -> String {
+        let mut url = path.to_string();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        let project = [("project", self.project.as_str())];
+        for (k, v) in params.iter().chain(project.iter().filter(|(_, p)| !p.is_empty())) {
+            url.push(sep);
+            url.push_str(k);
+            url.push('=');
+            url.push_str(&encode(v));
+            sep = '&';
+        }
+        url
+    }
+
+    fn server_info(&self) -> Result<ServerInfo, Error> {
+        let what = format!("remote '{}'", self.remote);
+        let meta = self.get_json("/1.0", &what)?;
+        let env = meta.get("environment").unwrap_or(&Value::Null);
+        Ok(ServerInfo {
+            auth: str_field(&meta, "auth").to_string(),
+            api_version: str_field(&meta, "api_version").to_string(),
+            server: str_field(env, "server").to_string(),
+            server_version: str_field(env, "server_version").to_string(),
+            extensions: meta
+                .get("api_extensions")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn get_json(&self, url: &str, what: &str) -> Result<Value, Error> {
+        self.call(Request::new(Method::Get, url), what).map(|(_, v)| v.get("metadata").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Sends a request, reads the whole JSON answer and turns an LXD error
+    /// answer into the matching [`Error`]. Returns the full document.
+    fn call(&self, req: Request, what: &str) -> Result<(Head, Value), Error> {
+        let (head, mut body) = self.http.send(req).map_err(|e| Error::from_http(e, what))?;
+        let data = body.read_to_end(JSON_LIMIT).map_err(|e| Error::from_http(e, what))?;
+        if head.status >= 400 {
+            return Err(api_error(head.status, &data, what));
+        }
+        let doc: Value = serde_json::from_slice(&data).map_err(|e| {
+            Error::Protocol(format!("{what}: the server's answer (HTTP {}) is not JSON: {e}", head.status))
+        })?;
+        Ok((head, doc))
+    }
+}
+
+/// The shell that feeds an uploaded file to the command as stdin. `$1` is
+/// the file, `$2` the command; `set --` hides both from the command.
+const STDIN_WRAPPER: &str = "exec 0<\"$1\" || exit 125\nrm -f -- \"$1\"\neval \"set --; $2\"";
+
+/// A file being written; [`FileWriter::finish`] completes it.
+pub struct FileWriter<U: Upload> {
+    upload: Option<U>,
+    what: String,
+}
+
+impl<U: Upload> FileWriter<U> {
+    /// Sends the next chunk of the content.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        let Some(upload) = self.upload.as_mut() else { return Err(self.finished()) };
+        upload.write(chunk).map_err(|e| Error::from_http(e, &self.what))
+    }
+
+    /// Ends the content and checks the server's answer.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        let upload = self.upload.take().ok_or_else(|| self.finished())?;
+        let (head, mut body) = upload.finish().map_err(|e| Error::from_http(e, &self.what))?;
+        let data = body.read_to_end(JSON_LIMIT).map_err(|e| Error::from_http(e, &self.what))?;
+        match head.status {
+            200 => Ok(()),
+            404 => Err(Error::NotFound(format!(
+                "{}: its parent folder does not exist; create it first (e.g. run `mkdir -p`)",
+                self.what
+            ))),
+            status => Err(api_error(status, &data, &self.what)),
+        }
+    }
+
+    fn finished(&self) -> Error {
+        Error::InvalidInput(format!("{}: the transfer was already finished", self.what))
+    }
+}
+
+/// A regular file being read.
+pub struct FileReader<B: Body> {
+    body: B,
+    info: FileInfo,
+    what: String,
+}
+
+impl<B: Body> FileReader<B> {
+    /// Mode, owner and size, from the response headers.
+    pub fn info(&self) -> FileInfo {
+        self.info
+    }
+
+    /// The next chunk of at most `max` bytes; `None` at the end.
+    pub fn read(&mut self, max: usize) -> Result<Option<Vec<u8>>, Error> {
+        self.body.read(max.max(1)).map_err(|e| Error::from_http(e, &self.what))
+    }
+}
+
+fn validate_run(command: &str, opts: &RunOptions) -> Result<(), Error> {
+    if command.contains('\0') {
+        return Err(Error::InvalidInput("the command contains a NUL byte, which no shell command can hold".into()));
+    }
+    for (k, v) in &opts.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(Error::InvalidInput(format!(
+                "environment variable {k:?}: names must be non-empty without '=' or NUL, values without NUL"
+            )));
+        }
+    }
+    if let Some(cwd) = &opts.cwd {
+        validate_path(cwd).map_err(|e| prefix(e, "working directory"))?;
+    }
+    Ok(())
+}
+
+fn prefix(err: Error, context: &str) -> Error {
+    match err {
+        Error::InvalidInput(m) => Error::InvalidInput(format!("{context}: {m}")),
+        Error::NotFound(m) => Error::NotFound(format!("{context}: {m}")),
+        Error::Protocol(m) => Error::Protocol(format!("{context}: {m}")),
+        Error::Permission(m) => Error::Permission(format!("{context}: {m}")),
+        other => other,
+    }
+}
+
+/// Turns an LXD error answer (`{"error": "...", "error_code": N}`) into the
+/// matching error case.
+fn api_error(status: u16, body: &[u8], what: &str) -> Error {
+    let msg = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string());
+    match status {
+        403 => Error::Permission(format!("{what}: the server refused: {msg}")),
+        404 => Error::NotFound(format!("{what}: not found ({msg})")),
+        400 if msg.contains("not running") => Error::NotRunning(format!("{what}: {msg}")),
+        _ => Error::Protocol(format!("{what}: the server answered HTTP {status}: {msg}")),
+    }
+}
+
+fn operation_id(op: &Value) -> Option<String> {
+    if let Some(id) = op.get("metadata").and_then(|m| m.get("id")).and_then(Value::as_str) {
+        return Some(id.to_string());
+    }
+    op.get("operation")
+        .and_then(Value::as_str)
+        .and_then(|o| o.rsplit('/').next())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
+    v.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Unpredictable enough for a temporary file name (64 bits from the
+/// runtime's random source through std's hasher keys).
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+impl From<HttpError> for Error {
+    fn from(e: HttpError) -> Self {
+        Error::from_http(e, "request")
+    }
+}
+
+#[cfg(test)]
+mod tests;

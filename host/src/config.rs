@@ -1,0 +1,967 @@
+//! The `lxc` client configuration: where it lives, which remotes it names,
+//! and how a remote's address turns into something we can connect to.
+//!
+//! We read the same files `lxc` reads (`config.yml`, `client.crt`,
+//! `client.key`, `servercerts/<remote>.crt`) so that a remote added with
+//! `lxc remote add` works here unchanged, and we never write to them.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// File name of the client configuration inside the config directory.
+const CONFIG_FILE: &str = "config.yml";
+
+/// Port LXD listens on when the address does not name one (`lxc` assumes the same).
+pub const DEFAULT_HTTPS_PORT: u16 = 8443;
+
+/// The parsed `lxc` client configuration, built-in remotes included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The configuration directory (`$LXD_CONF`, `~/.config/lxc`, ...).
+    /// It need not exist.
+    pub dir: PathBuf,
+    /// The remote used when none is named (`default-remote`, `local` when unset).
+    /// It is not checked at load time, as `lxc` does not either; see [`ClientConfig::remote`].
+    pub default_remote: String,
+    /// All remotes by name: `lxc`'s built-ins overridden or extended by `config.yml`.
+    pub remotes: BTreeMap<String, Remote>,
+}
+
+/// One remote as `lxc` sees it, with `lxc`'s defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The remote's name (the key in `config.yml`).
+    pub name: String,
+    /// Its address as written (`unix://`, `https://host:8443`, ...).
+    pub addr: String,
+    /// API protocol: `lxd` when missing or empty, else as written.
+    pub protocol: String,
+    /// Project to use: `default` when missing or empty.
+    pub project: String,
+    /// Whether this is a public (image-only) server.
+    pub public: bool,
+    /// `auth_type` as written (`tls`, `candid`, `oidc`); `None` when missing or empty,
+    /// which `lxc` treats as `tls`.
+    pub auth_type: Option<String>,
+}
+
+/// Where a remote's API is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// HTTPS to `host:port`. `host` is bare: an IPv6 address has no brackets.
+    Https {
+        /// DNS name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port ([`DEFAULT_HTTPS_PORT`] when the address names none).
+        port: u16,
+    },
+    /// The local unix socket.
+    Unix {
+        /// The socket path; `None` for a bare `unix://`, meaning LXD's default socket.
+        path: Option<PathBuf>,
+    },
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Https { host, port } if host.contains(':') => {
+                write!(f, "https://[{host}]:{port}")
+            }
+            Endpoint::Https { host, port } => write!(f, "https://{host}:{port}"),
+            Endpoint::Unix { path: None } => f.write_str("unix://"),
+            Endpoint::Unix { path: Some(path) } => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// Why the client configuration or a remote in it cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `config.yml` exists but could not be read.
+    #[error(
+        "cannot read the lxc client config {}: {source}; check that the file is readable by the current user (or point $LXD_CONF at the right directory)",
+        path.display()
+    )]
+    Read {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// `config.yml` is not valid YAML or has fields of the wrong type.
+    #[error(
+        "the lxc client config {} is malformed: {message}; fix that entry (compare with the output of `lxc remote list`) or move the file aside to fall back to lxc's built-in remotes",
+        path.display()
+    )]
+    Malformed {
+        /// The offending file.
+        path: PathBuf,
+        /// The YAML parser's message, with line and column.
+        message: String,
+    },
+
+    /// A remote in `config.yml` has a name `lxc` could never address.
+    #[error(
+        "remote name {name:?} in {} {reason}; rename or remove that entry under `remotes:`",
+        path.display()
+    )]
+    InvalidRemoteName {
+        /// The offending file.
+        path: PathBuf,
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A remote was asked for by name and is not configured.
+    #[error(
+        "no remote named {name:?} in {}; configured remotes: {}; add it with `lxc remote add {name} ADDRESS`",
+        path.display(),
+        known.join(", ")
+    )]
+    UnknownRemote {
+        /// The name asked for.
+        name: String,
+        /// The config file that was consulted.
+        path: PathBuf,
+        /// The configured remote names.
+        known: Vec<String>,
+    },
+
+    /// `default-remote` names a remote that is not configured.
+    #[error(
+        "default-remote {name:?} in {} is not a configured remote (configured: {}); pick one with `lxc remote switch NAME`, or name a remote explicitly",
+        path.display(),
+        known.join(", ")
+    )]
+    UnknownDefaultRemote {
+        /// The dangling `default-remote` value.
+        name: String,
+        /// The config file it comes from.
+        path: PathBuf,
+        /// The configured remote names.
+        known: Vec<String>,
+    },
+
+    /// The remote exists but is not something this connector can drive.
+    #[error("remote {remote:?} {reason}")]
+    Unsupported {
+        /// The remote's name.
+        remote: String,
+        /// Why, and what to use instead.
+        reason: String,
+    },
+
+    /// The remote's `addr` cannot be parsed.
+    #[error(
+        "remote {remote:?} has address {addr:?}, which {reason}; lxc remotes look like https://HOST[:PORT] (IPv6 as https://[ADDR]:PORT) or unix://[SOCKET]; fix it with `lxc remote set-url {remote} URL`"
+    )]
+    InvalidAddr {
+        /// The remote's name.
+        remote: String,
+        /// The address as written.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// `config.yml` as written; every field optional because `lxc` tolerates their absence.
+/// Unknown fields (`aliases`, `defaults`, `domain`, ...) are ignored, as `lxc` ignores
+/// what it does not know.
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    #[serde(rename = "default-remote", default)]
+    default_remote: Option<String>,
+    #[serde(default)]
+    remotes: Option<BTreeMap<String, Option<RawRemote>>>,
+}
+
+/// One remote as written in `config.yml`.
+#[derive(Debug, Default, Deserialize)]
+struct RawRemote {
+    #[serde(default)]
+    addr: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    public: Option<bool>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    auth_type: Option<String>,
+}
+
+/// Treats an empty string like a missing one, as Go's zero values make `lxc` do.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+impl Remote {
+    /// Builds a remote from its `config.yml` entry, applying `lxc`'s defaults.
+    fn from_raw(name: &str, raw: RawRemote) -> Remote {
+        Remote {
+            name: name.to_owned(),
+            addr: raw.addr.unwrap_or_default(),
+            protocol: non_empty(raw.protocol).unwrap_or_else(|| "lxd".to_owned()),
+            project: non_empty(raw.project).unwrap_or_else(|| "default".to_owned()),
+            public: raw.public.unwrap_or(false),
+            auth_type: non_empty(raw.auth_type),
+        }
+    }
+
+    /// Where to reach this remote's API.
+    ///
+    /// Errors: a protocol other than `lxd`/`incus` (e.g. `simplestreams`) or a
+    /// public remote gives [`ConfigError::Unsupported`]; an HTTPS remote with an
+    /// `auth_type` other than `tls` also does, since we only hold a client
+    /// certificate. An address that is neither `unix:` nor
+    /// `https://HOST[:PORT][/]` gives [`ConfigError::InvalidAddr`].
+    pub fn endpoint(&self) -> Result<Endpoint, ConfigError> {
+        match self.protocol.as_str() {
+            "lxd" | "incus" => {}
+            "simplestreams" => {
+                return Err(self.unsupported(
+                    "is an image server (protocol simplestreams), not an LXD API you can exec on; \
+                     use an LXD remote (`lxc remote list` shows protocol lxd)",
+                ));
+            }
+            other => {
+                return Err(self.unsupported(&format!(
+                    "uses protocol {other:?}, which this connector does not speak; \
+                     only lxd (or incus) remotes are supported"
+                )));
+            }
+        }
+        if self.public {
+            return Err(self.unsupported(
+                "is a public image server, not an LXD API you can exec on; \
+                 use a remote added with `lxc remote add NAME ADDRESS` (not --public)",
+            ));
+        }
+
+        let addr = self.addr.as_str();
+        if addr.is_empty() {
+            return Err(self.invalid_addr("is empty"));
+        }
+        if let Some(rest) = strip_prefix_ignore_case(addr, "unix:") {
+            // lxc strips "unix:" then an optional "//", so "unix:/run/x" works too.
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            return Ok(Endpoint::Unix {
+                path: (!path.is_empty()).then(|| PathBuf::from(path)),
+            });
+        }
+        if let Some(authority) = strip_prefix_ignore_case(addr, "https://") {
+            let (host, port) = self.parse_authority(authority)?;
+            if let Some(auth) = self.auth_type.as_deref().filter(|a| *a != "tls") {
+                return Err(self.unsupported(&format!(
+                    "uses auth_type {auth:?}; this connector authenticates only with the TLS \
+                     client certificate (client.crt), so re-add the remote with \
+                     `lxc remote add {} ADDRESS --auth-type=tls`",
+                    self.name
+                )));
+            }
+            return Ok(Endpoint::Https { host, port });
+        }
+        if strip_prefix_ignore_case(addr, "http://").is_some() {
+            return Err(self.invalid_addr(
+                "uses plain http://; LXD's remote API is only served over HTTPS with a client certificate, so use https://",
+            ));
+        }
+        if addr.contains("://") {
+            return Err(self.invalid_addr("has an unsupported scheme"));
+        }
+        Err(self.invalid_addr("has no scheme"))
+    }
+
+    /// Splits `HOST[:PORT][/]` (the part after `https://`) into host and port.
+    fn parse_authority(&self, authority: &str) -> Result<(String, u16), ConfigError> {
+        // lxc itself writes addresses without a trailing slash, but users do.
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
+        if authority.contains(['/', '?', '#']) {
+            return Err(self.invalid_addr("has a path, query or fragment after the host"));
+        }
+        if authority.contains('@') {
+            return Err(self.invalid_addr("has user info before the host"));
+        }
+        if authority.is_empty() {
+            return Err(self.invalid_addr("has no host"));
+        }
+
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let Some((host, tail)) = bracketed.split_once(']') else {
+                return Err(self.invalid_addr("opens '[' for an IPv6 address but never closes it"));
+            };
+            if host.parse::<Ipv6Addr>().is_err() {
+                return Err(self.invalid_addr("has something in brackets that is not an IPv6 address"));
+            }
+            let port = match tail {
+                "" => None,
+                tail => match tail.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return Err(self.invalid_addr("has text after the IPv6 address's ']' that is not :PORT")),
+                },
+            };
+            (host, port)
+        } else {
+            match authority.split_once(':') {
+                None => (authority, None),
+                Some((_, port)) if port.contains(':') => {
+                    return Err(self.invalid_addr(
+                        "has more than one ':'; write an IPv6 address in brackets, like https://[::1]:8443",
+                    ));
+                }
+                Some((host, port)) => (host, Some(port)),
+            }
+        };
+
+        if host.is_empty() {
+            return Err(self.invalid_addr("has no host"));
+        }
+        // Bracketed IPv6 was checked above; anything else must be a plain DNS name or IPv4
+        // address, so whitespace, control characters and the like cannot reach the connector.
+        if !authority.starts_with('[')
+            && !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(self.invalid_addr(
+                "has a host with characters that are not allowed in a DNS name or IP address",
+            ));
+        }
+
+        let port = match port {
+            None => DEFAULT_HTTPS_PORT,
+            Some(port) => {
+                // u16::from_str accepts a leading '+'; a URL port is digits only.
+                let parsed = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                    port.parse::<u16>().ok().filter(|p| *p != 0)
+                } else {
+                    None
+                };
+                match parsed {
+                    Some(port) => port,
+                    None => {
+                        return Err(self.invalid_addr(&format!(
+                            "has port {port:?}, which is not a number from 1 to 65535"
+                        )));
+                    }
+                }
+            }
+        };
+        Ok((host.to_owned(), port))
+    }
+
+    fn unsupported(&self, reason: &str) -> ConfigError {
+        ConfigError::Unsupported {
+            remote: self.name.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn invalid_addr(&self, reason: &str) -> ConfigError {
+        ConfigError::InvalidAddr {
+            remote: self.name.clone(),
+            addr: self.addr.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// ASCII case-insensitive `strip_prefix`: URL schemes are case-insensitive.
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+}
+
+/// Why `name` cannot be a remote name, if it cannot.
+///
+/// `lxc` splits `REMOTE:INSTANCE` at the first ':', and the name becomes a file name
+/// under `servercerts/`, so ':' and '/' would make the remote unreachable or point
+/// outside that directory.
+pub(crate) fn remote_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.contains(':') {
+        Some("contains ':', which lxc uses to separate REMOTE:INSTANCE")
+    } else if name.contains('/') {
+        Some("contains '/', which cannot appear in the file name servercerts/<remote>.crt")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    }
+}
+
+/// lxc's built-in remotes, present even without a `config.yml`.
+fn builtin_remotes() -> BTreeMap<String, Remote> {
+    let local = Remote {
+        name: "local".to_owned(),
+        addr: "unix://".to_owned(),
+        protocol: "lxd".to_owned(),
+        project: "default".to_owned(),
+        public: false,
+        auth_type: None,
+    };
+    let images = Remote {
+        name: "images".to_owned(),
+        addr: "https://images.linuxcontainers.org".to_owned(),
+        protocol: "simplestreams".to_owned(),
+        project: "default".to_owned(),
+        public: true,
+        auth_type: None,
+    };
+    BTreeMap::from([(local.name.clone(), local), (images.name.clone(), images)])
+}
+
+impl ClientConfig {
+    /// The configuration directory `lxc` would use.
+    ///
+    /// `$LXD_CONF` if set and non-empty; else `~/.config/lxc` if it exists; else
+    /// `~/snap/lxd/common/config` if it exists; else `~/.config/lxc` (which may not
+    /// exist: then [`ClientConfig::load`] gives a config with only lxc's built-in
+    /// remotes). Home is `$HOME`, or the system's idea of it when `$HOME` is unset or
+    /// empty; with no home at all the result is an empty path, which `load` treats as
+    /// "no config directory".
+    pub fn locate() -> PathBuf {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .or_else(std::env::home_dir);
+        Self::locate_from(std::env::var_os("LXD_CONF").as_deref(), home.as_deref())
+    }
+
+    /// [`ClientConfig::locate`] with the environment passed in; only the existence of
+    /// the two candidate directories is looked up on disk.
+    pub fn locate_from(lxd_conf: Option<&OsStr>, home: Option<&Path>) -> PathBuf {
+        if let Some(conf) = lxd_conf.filter(|c| !c.is_empty()) {
+            return PathBuf::from(conf);
+        }
+        let Some(home) = home.filter(|h| !h.as_os_str().is_empty()) else {
+            return PathBuf::new();
+        };
+        let classic = home.join(".config").join("lxc");
+        if classic.is_dir() {
+            return classic;
+        }
+        let snap = home.join("snap").join("lxd").join("common").join("config");
+        if snap.is_dir() {
+            return snap;
+        }
+        classic
+    }
+
+    /// Reads `dir/config.yml` on top of lxc's built-in remotes.
+    ///
+    /// A missing directory or file is not an error (built-ins only), as for `lxc`.
+    /// An unreadable file gives [`ConfigError::Read`]; bad YAML or a field of the
+    /// wrong type gives [`ConfigError::Malformed`]; a remote name with ':', '/', a
+    /// control character, or an empty one gives [`ConfigError::InvalidRemoteName`].
+    /// Unknown fields are ignored.
+    pub fn load(dir: &Path) -> Result<ClientConfig, ConfigError> {
+        let mut config = ClientConfig {
+            dir: dir.to_path_buf(),
+            default_remote: "local".to_owned(),
+            remotes: builtin_remotes(),
+        };
+        // An empty path means "no home, no $LXD_CONF": joining it would read ./config.yml.
+        if dir.as_os_str().is_empty() {
+            return Ok(config);
+        }
+
+        let path = dir.join(CONFIG_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // lxc checks existence with lstat, so a path through a non-directory is "missing" too.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(config);
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+
+        // Option: an empty (or comments-only) file is a null document, which lxc accepts.
+        let raw: Option<RawConfig> =
+            serde_yaml_ng::from_slice(&bytes).map_err(|err| ConfigError::Malformed {
+                path: path.clone(),
+                message: err.to_string(),
+            })?;
+        let raw = raw.unwrap_or_default();
+
+        for (name, entry) in raw.remotes.unwrap_or_default() {
+            if let Some(reason) = remote_name_problem(&name) {
+                return Err(ConfigError::InvalidRemoteName {
+                    path,
+                    name,
+                    reason,
+                });
+            }
+            let remote = Remote::from_raw(&name, entry.unwrap_or_default());
+            config.remotes.insert(name, remote);
+        }
+        if let Some(default_remote) = non_empty(raw.default_remote) {
+            config.default_remote = default_remote;
+        }
+        Ok(config)
+    }
+
+    /// [`ClientConfig::load`] from [`ClientConfig::locate`].
+    pub fn load_default() -> Result<ClientConfig, ConfigError> {
+        Self::load(&Self::locate())
+    }
+
+    /// The remote called `name`, or the default remote when `name` is `None`.
+    ///
+    /// An unknown name gives [`ConfigError::UnknownRemote`] listing the configured
+    /// names; a dangling `default-remote` gives [`ConfigError::UnknownDefaultRemote`].
+    pub fn remote(&self, name: Option<&str>) -> Result<&Remote, ConfigError> {
+        match name {
+            Some(name) => self
+                .remotes
+                .get(name)
+                .ok_or_else(|| ConfigError::UnknownRemote {
+                    name: name.to_owned(),
+                    path: self.config_file_path(),
+                    known: self.remote_names(),
+                }),
+            None => self.remotes.get(&self.default_remote).ok_or_else(|| {
+                ConfigError::UnknownDefaultRemote {
+                    name: self.default_remote.clone(),
+                    path: self.config_file_path(),
+                    known: self.remote_names(),
+                }
+            }),
+        }
+    }
+
+    /// `config.yml` in the config directory (it may not exist).
+    pub fn config_file_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+
+    /// The client certificate `lxc` presents to every HTTPS remote.
+    pub fn client_cert_path(&self) -> PathBuf {
+        self.dir.join("client.crt")
+    }
+
+    /// The private key of [`ClientConfig::client_cert_path`].
+    pub fn client_key_path(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+
+    /// The server certificate pinned for `remote` by `lxc remote add`.
+    ///
+    /// The name is used as given; names from [`ClientConfig::load`] are already
+    /// checked to contain no '/'.
+    pub fn server_cert_path(&self, remote: &str) -> PathBuf {
+        self.dir.join("servercerts").join(format!("{remote}.crt"))
+    }
+
+    fn remote_names(&self) -> Vec<String> {
+        self.remotes.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use tempfile::TempDir;
+
+    fn write_config(yaml: &str) -> TempDir {
+        let dir = TempDir::new().expect("temp dir");
+        fs::write(dir.path().join("config.yml"), yaml).expect("write config.yml");
+        dir
+    }
+
+    fn remote(addr: &str) -> Remote {
+        Remote {
+            name: "r".to_owned(),
+            addr: addr.to_owned(),
+            protocol: "lxd".to_owned(),
+            project: "default".to_owned(),
+            public: false,
+            auth_type: None,
+        }
+    }
+
+    fn https(host: &str, port: u16) -> Endpoint {
+        Endpoint::Https {
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn locate_prefers_non_empty_lxd_conf_over_everything() {
+        let home = TempDir::new().unwrap();
+        fs::create_dir_all(home.path().join(".config/lxc")).unwrap();
+        let got = ClientConfig::locate_from(Some(OsStr::new("/somewhere/conf")), Some(home.path()));
+        assert_eq!(got, PathBuf::from("/somewhere/conf"));
+    }
+
+    #[test]
+    fn locate_ignores_empty_lxd_conf() {
+        let home = TempDir::new().unwrap();
+        fs::create_dir_all(home.path().join(".config/lxc")).unwrap();
+        let got = ClientConfig::locate_from(Some(OsStr::new("")), Some(home.path()));
+        assert_eq!(got, home.path().join(".config/lxc"));
+    }
+
+    #[test]
+    fn locate_prefers_dot_config_lxc_over_snap_dir() {
+        let home = TempDir::new().unwrap();
+        fs::create_dir_all(home.path().join(".config/lxc")).unwrap();
+        fs::create_dir_all(home.path().join("snap/lxd/common/config")).unwrap();
+        let got = ClientConfig::locate_from(None, Some(home.path()));
+        assert_eq!(got, home.path().join(".config/lxc"));
+    }
+
+    #[test]
+    fn locate_falls_back_to_snap_dir_when_dot_config_lxc_is_missing() {
+        let home = TempDir::new().unwrap();
+        fs::create_dir_all(home.path().join("snap/lxd/common/config")).unwrap();
+        let got = ClientConfig::locate_from(None, Some(home.path()));
+        assert_eq!(got, home.path().join("snap/lxd/common/config"));
+    }
+
+    #[test]
+    fn locate_defaults_to_dot_config_lxc_when_neither_exists() {
+        let home = TempDir::new().unwrap();
+        let got = ClientConfig::locate_from(None, Some(home.path()));
+        assert_eq!(got, home.path().join(".config/lxc"));
+    }
+
+    #[test]
+    fn locate_without_home_gives_empty_path_that_loads_builtins() {
+        let got = ClientConfig::locate_from(None, None);
+        assert_eq!(got, PathBuf::new());
+        let config = ClientConfig::load(&got).unwrap();
+        assert_eq!(config.default_remote, "local");
+        assert_eq!(config.remotes.len(), 2);
+    }
+
+    #[test]
+    fn builtin_remotes_present_when_dir_is_missing() {
+        let tmp = TempDir::new().unwrap();
+        let config = ClientConfig::load(&tmp.path().join("does-not-exist")).unwrap();
+        assert_eq!(config.default_remote, "local");
+        let local = config.remote(None).unwrap();
+        assert_eq!(local.name, "local");
+        assert_eq!(local.addr, "unix://");
+        assert_eq!(local.protocol, "lxd");
+        assert_eq!(local.project, "default");
+        let images = config.remote(Some("images")).unwrap();
+        assert_eq!(images.protocol, "simplestreams");
+        assert!(images.public);
+        assert_eq!(
+            config.remotes.keys().collect::<Vec<_>>(),
+            ["images", "local"]
+        );
+    }
+
+    #[test]
+    fn builtin_remotes_present_when_config_yml_is_missing_or_empty() {
+        let tmp = TempDir::new().unwrap();
+        let config = ClientConfig::load(tmp.path()).unwrap();
+        assert_eq!(config.remotes.len(), 2);
+
+        let empty = write_config("");
+        let config = ClientConfig::load(empty.path()).unwrap();
+        assert_eq!(config.remotes.len(), 2);
+        assert_eq!(config.default_remote, "local");
+
+        let comments = write_config("# nothing here\n");
+        assert_eq!(ClientConfig::load(comments.path()).unwrap().remotes.len(), 2);
+    }
+
+    #[test]
+    fn config_yml_overrides_builtins_and_adds_remotes() {
+        let dir = write_config(
+            "default-remote: lab\n\
+             remotes:\n\
+             \x20 lab:\n\
+             \x20   addr: https://10.0.0.5:8443\n\
+             \x20   protocol: lxd\n\
+             \x20   auth_type: tls\n\
+             \x20   project: ci\n\
+             \x20   public: false\n\
+             \x20 local:\n\
+             \x20   addr: unix:///var/snap/lxd/common/lxd/unix.socket\n\
+             aliases: {}\n\
+             some-future-field: [1, 2]\n",
+        );
+        let config = ClientConfig::load(dir.path()).unwrap();
+        assert_eq!(config.dir, dir.path());
+        assert_eq!(config.remotes.keys().collect::<Vec<_>>(), ["images", "lab", "local"]);
+
+        let lab = config.remote(Some("lab")).unwrap();
+        assert_eq!(
+            lab,
+            &Remote {
+                name: "lab".to_owned(),
+                addr: "https://10.0.0.5:8443".to_owned(),
+                protocol: "lxd".to_owned(),
+                project: "ci".to_owned(),
+                public: false,
+                auth_type: Some("tls".to_owned()),
+            }
+        );
+        let local = config.remote(Some("local")).unwrap();
+        assert_eq!(
+            local.endpoint().unwrap(),
+            Endpoint::Unix {
+                path: Some(PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"))
+            }
+        );
+    }
+
+    #[test]
+    fn default_remote_is_read_and_defaults_to_local() {
+        let dir = write_config("default-remote: lab\nremotes:\n  lab:\n    addr: https://h\n");
+        let config = ClientConfig::load(dir.path()).unwrap();
+        assert_eq!(config.default_remote, "lab");
+        assert_eq!(config.remote(None).unwrap().name, "lab");
+
+        let dir = write_config("remotes:\n  lab:\n    addr: https://h\n");
+        assert_eq!(ClientConfig::load(dir.path()).unwrap().default_remote, "local");
+
+        let dir = write_config("default-remote: ''\n");
+        assert_eq!(ClientConfig::load(dir.path()).unwrap().default_remote, "local");
+    }
+
+    #[test]
+    fn dangling_default_remote_errors_at_lookup_naming_config_yml_and_remote_switch() {
+        let dir = write_config("default-remote: gone\n");
+        let config = ClientConfig::load(dir.path()).unwrap();
+        let err = config.remote(None).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownDefaultRemote { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("\"gone\""), "{msg}");
+        assert!(msg.contains(&dir.path().join("config.yml").display().to_string()), "{msg}");
+        assert!(msg.contains("lxc remote switch"), "{msg}");
+    }
+
+    #[test]
+    fn project_defaults_to_default_when_missing_or_empty() {
+        let dir = write_config(
+            "remotes:\n  a:\n    addr: https://a\n  b:\n    addr: https://b\n    project: ''\n  c:\n    addr: https://c\n    project: p\n",
+        );
+        let config = ClientConfig::load(dir.path()).unwrap();
+        assert_eq!(config.remote(Some("a")).unwrap().project, "default");
+        assert_eq!(config.remote(Some("b")).unwrap().project, "default");
+        assert_eq!(config.remote(Some("c")).unwrap().project, "p");
+    }
+
+    #[test]
+    fn protocol_defaults_to_lxd_and_null_entry_gets_defaults() {
+        let dir = write_config("remotes:\n  a:\n    addr: https://a\n  b:\n");
+        let config = ClientConfig::load(dir.path()).unwrap();
+        let a = config.remote(Some("a")).unwrap();
+        assert_eq!(a.protocol, "lxd");
+        assert!(!a.public);
+        assert_eq!(a.auth_type, None);
+        let b = config.remote(Some("b")).unwrap();
+        assert_eq!(b.addr, "");
+        let err = b.endpoint().unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn endpoint_https_with_and_without_port() {
+        assert_eq!(remote("https://10.0.0.5:8443").endpoint().unwrap(), https("10.0.0.5", 8443));
+        assert_eq!(remote("https://lxd.example.com").endpoint().unwrap(), https("lxd.example.com", 8443));
+        assert_eq!(remote("https://host:9443/").endpoint().unwrap(), https("host", 9443));
+        assert_eq!(remote("HTTPS://host/").endpoint().unwrap(), https("host", 8443));
+    }
+
+    #[test]
+    fn endpoint_https_ipv6_in_brackets() {
+        assert_eq!(remote("https://[::1]:8443").endpoint().unwrap(), https("::1", 8443));
+        assert_eq!(remote("https://[fd00::5]").endpoint().unwrap(), https("fd00::5", 8443));
+        assert_eq!(remote("https://[fd00::5]/").endpoint().unwrap(), https("fd00::5", 8443));
+        assert_eq!(https("::1", 8443).to_string(), "https://[::1]:8443");
+    }
+
+    #[test]
+    fn endpoint_unix_bare_and_with_path() {
+        assert_eq!(remote("unix://").endpoint().unwrap(), Endpoint::Unix { path: None });
+        assert_eq!(
+            remote("unix:///var/lib/lxd/unix.socket").endpoint().unwrap(),
+            Endpoint::Unix {
+                path: Some(PathBuf::from("/var/lib/lxd/unix.socket"))
+            }
+        );
+        assert_eq!(
+            remote("unix:/run/lxd.socket").endpoint().unwrap(),
+            Endpoint::Unix {
+                path: Some(PathBuf::from("/run/lxd.socket"))
+            }
+        );
+    }
+
+    #[test]
+    fn endpoint_rejects_plain_http_naming_remote_and_addr() {
+        let err = remote("http://10.0.0.5:8443").endpoint().unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidAddr { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("\"r\""), "{msg}");
+        assert!(msg.contains("http://10.0.0.5:8443"), "{msg}");
+        assert!(msg.contains("https://"), "{msg}");
+    }
+
+    #[test]
+    fn endpoint_rejects_garbage_addresses() {
+        for addr in [
+            "10.0.0.5:8443",
+            "",
+            "ftp://host",
+            "https://",
+            "https://host:",
+            "https://host:0",
+            "https://host:65536",
+            "https://host:+1",
+            "https://host:port",
+            "https://host/1.0",
+            "https://host//",
+            "https://host?x=1",
+            "https://user@host",
+            "https://::1:8443",
+            "https://[::1",
+            "https://[not-v6]:8443",
+            "https://[::1]x",
+            "https://ho st",
+            "https://host\n",
+        ] {
+            let err = remote(addr).endpoint().unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidAddr { .. }), "{addr:?}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains("remote \"r\""), "{msg}");
+            assert!(msg.contains(&format!("{addr:?}")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn simplestreams_and_public_remotes_are_unsupported() {
+        let config = ClientConfig::load(Path::new("/nonexistent-lxd-connector-test")).unwrap();
+        let err = config.remote(Some("images")).unwrap().endpoint().unwrap_err();
+        assert!(matches!(err, ConfigError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("image server"), "{err}");
+
+        let mut public = remote("https://host");
+        public.public = true;
+        let err = public.endpoint().unwrap_err();
+        assert!(matches!(err, ConfigError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("public image server, not an LXD API you can exec on"));
+
+        let mut other = remote("https://host");
+        other.protocol = "oci".to_owned();
+        assert!(matches!(other.endpoint(), Err(ConfigError::Unsupported { .. })));
+
+        let mut incus = remote("https://host");
+        incus.protocol = "incus".to_owned();
+        assert_eq!(incus.endpoint().unwrap(), https("host", 8443));
+    }
+
+    #[test]
+    fn non_tls_auth_type_on_https_is_unsupported() {
+        let mut candid = remote("https://host");
+        candid.auth_type = Some("candid".to_owned());
+        let err = candid.endpoint().unwrap_err();
+        assert!(matches!(err, ConfigError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("--auth-type=tls"), "{err}");
+
+        let mut tls = remote("https://host");
+        tls.auth_type = Some("tls".to_owned());
+        assert!(tls.endpoint().is_ok());
+    }
+
+    #[test]
+    fn malformed_yaml_names_config_yml_and_line() {
+        let dir = write_config("remotes:\n  a:\n    addr: [unclosed\n");
+        let err = ClientConfig::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ConfigError::Malformed { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&dir.path().join("config.yml").display().to_string()), "{msg}");
+        assert!(msg.contains("line"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_types_name_config_yml() {
+        for yaml in [
+            "remotes:\n  - a\n  - b\n",
+            "remotes:\n  a:\n    addr: 123\n",
+            "remotes:\n  a:\n    addr: https://a\n    public: maybe\n",
+            "default-remote: [a]\n",
+            "- just\n- a list\n",
+        ] {
+            let dir = write_config(yaml);
+            let err = ClientConfig::load(dir.path()).unwrap_err();
+            assert!(matches!(err, ConfigError::Malformed { .. }), "{yaml:?}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(&dir.path().join("config.yml").display().to_string()), "{msg}");
+        }
+    }
+
+    #[test]
+    fn unreadable_config_yml_is_a_read_error() {
+        // A directory where the file should be fails to read even as root.
+        let dir = TempDir::new().unwrap();
+        fs::create_dir(dir.path().join("config.yml")).unwrap();
+        let err = ClientConfig::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("config.yml"), "{err}");
+    }
+
+    #[test]
+    fn invalid_remote_names_are_rejected() {
+        for (yaml, fragment) in [
+            ("remotes:\n  'a:b':\n    addr: https://h\n", "':'"),
+            ("remotes:\n  'a/b':\n    addr: https://h\n", "'/'"),
+            ("remotes:\n  \"a\\tb\":\n    addr: https://h\n", "control character"),
+            ("remotes:\n  '':\n    addr: https://h\n", "is empty"),
+        ] {
+            let dir = write_config(yaml);
+            let err = ClientConfig::load(dir.path()).unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidRemoteName { .. }), "{yaml:?}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(fragment), "{msg}");
+            assert!(msg.contains("config.yml"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_remote_error_lists_names_and_suggests_remote_add() {
+        let dir = write_config("remotes:\n  lab:\n    addr: https://h\n");
+        let config = ClientConfig::load(dir.path()).unwrap();
+        let err = config.remote(Some("prod")).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownRemote { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("\"prod\""), "{msg}");
+        assert!(msg.contains("images, lab, local"), "{msg}");
+        assert!(msg.contains("lxc remote add prod"), "{msg}");
+        assert!(msg.contains("config.yml"), "{msg}");
+    }
+
+    #[test]
+    fn cert_paths_follow_lxc_layout() {
+        let config = ClientConfig::load(Path::new("/conf")).unwrap();
+        assert_eq!(config.client_cert_path(), PathBuf::from("/conf/client.crt"));
+        assert_eq!(config.client_key_path(), PathBuf::from("/conf/client.key"));
+        assert_eq!(config.server_cert_path("lab"), PathBuf::from("/conf/servercerts/lab.crt"));
+    }
+}
