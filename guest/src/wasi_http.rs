@@ -172,8 +172,18 @@ fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), HttpError> {
 }
 
 fn finish_body(stream: OutputStream, body: OutgoingBody) -> Result<(), HttpError> {
-    stream.blocking_flush().map_err(stream_error)?;
+    let flushed = stream.blocking_flush();
+    // The stream is a child of the body: it must go first on every path.
     drop(stream);
+    match flushed {
+        // With a Content-Length the host ends the body as soon as the last
+        // byte is in; the flush then finds it closed, which is success.
+        Ok(()) | Err(StreamError::Closed) => {}
+        Err(e) => {
+            drop(body);
+            return Err(stream_error(e));
+        }
+    }
     OutgoingBody::finish(body, None).map_err(map_error)
 }
 

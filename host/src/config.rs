@@ -176,12 +176,61 @@ pub enum ConfigError {
     },
 }
 
+/// Deserializes an optional string field, refusing other scalars.
+///
+/// serde_yaml_ng would otherwise turn `addr: 123` into `"123"`; lxc itself always
+/// quotes such values when it writes `config.yml`, so a bare number or boolean is
+/// a hand edit gone wrong and is better reported than guessed at.
+fn strict_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    struct StrictString;
+
+    impl<'de> serde::de::Visitor<'de> for StrictString {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string (quote values that look like numbers or booleans)")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    de.deserialize_any(StrictString)
+}
+
+/// serde_yaml_ng's message, with a position even when it leaves one out (a type
+/// error on the whole document, e.g. a list instead of a mapping, has none).
+fn describe_yaml_error(err: &serde_yaml_ng::Error) -> String {
+    let message = err.to_string();
+    if message.contains(" at line ") {
+        return message;
+    }
+    match err.location() {
+        Some(at) => format!("{message} at line {} column {}", at.line(), at.column()),
+        None => format!("{message} (at the top level of the file)"),
+    }
+}
+
 /// `config.yml` as written; every field optional because `lxc` tolerates their absence.
 /// Unknown fields (`aliases`, `defaults`, `domain`, ...) are ignored, as `lxc` ignores
 /// what it does not know.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename = "lxc config")] // the name serde's type errors show
 struct RawConfig {
-    #[serde(rename = "default-remote", default)]
+    #[serde(rename = "default-remote", default, deserialize_with = "strict_string")]
     default_remote: Option<String>,
     #[serde(default)]
     remotes: Option<BTreeMap<String, Option<RawRemote>>>,
@@ -189,16 +238,17 @@ struct RawConfig {
 
 /// One remote as written in `config.yml`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename = "lxc remote")] // the name serde's type errors show
 struct RawRemote {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_string")]
     addr: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_string")]
     protocol: Option<String>,
     #[serde(default)]
     public: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_string")]
     project: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_string")]
     auth_type: Option<String>,
 }
 
@@ -303,13 +353,19 @@ impl Remote {
                 return Err(self.invalid_addr("opens '[' for an IPv6 address but never closes it"));
             };
             if host.parse::<Ipv6Addr>().is_err() {
-                return Err(self.invalid_addr("has something in brackets that is not an IPv6 address"));
+                return Err(
+                    self.invalid_addr("has something in brackets that is not an IPv6 address")
+                );
             }
             let port = match tail {
                 "" => None,
                 tail => match tail.strip_prefix(':') {
                     Some(port) => Some(port),
-                    None => return Err(self.invalid_addr("has text after the IPv6 address's ']' that is not :PORT")),
+                    None => {
+                        return Err(self.invalid_addr(
+                            "has text after the IPv6 address's ']' that is not :PORT",
+                        ));
+                    }
                 },
             };
             (host, port)
@@ -381,7 +437,11 @@ impl Remote {
 /// ASCII case-insensitive `strip_prefix`: URL schemes are case-insensitive.
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
 }
 
 /// Why `name` cannot be a remote name, if it cannot.
@@ -498,17 +558,13 @@ impl ClientConfig {
         let raw: Option<RawConfig> =
             serde_yaml_ng::from_slice(&bytes).map_err(|err| ConfigError::Malformed {
                 path: path.clone(),
-                message: err.to_string(),
+                message: describe_yaml_error(&err),
             })?;
         let raw = raw.unwrap_or_default();
 
         for (name, entry) in raw.remotes.unwrap_or_default() {
             if let Some(reason) = remote_name_problem(&name) {
-                return Err(ConfigError::InvalidRemoteName {
-                    path,
-                    name,
-                    reason,
-                });
+                return Err(ConfigError::InvalidRemoteName { path, name, reason });
             }
             let remote = Remote::from_raw(&name, entry.unwrap_or_default());
             config.remotes.insert(name, remote);
@@ -686,7 +742,10 @@ mod tests {
         assert_eq!(config.default_remote, "local");
 
         let comments = write_config("# nothing here\n");
-        assert_eq!(ClientConfig::load(comments.path()).unwrap().remotes.len(), 2);
+        assert_eq!(
+            ClientConfig::load(comments.path()).unwrap().remotes.len(),
+            2
+        );
     }
 
     #[test]
@@ -707,7 +766,10 @@ mod tests {
         );
         let config = ClientConfig::load(dir.path()).unwrap();
         assert_eq!(config.dir, dir.path());
-        assert_eq!(config.remotes.keys().collect::<Vec<_>>(), ["images", "lab", "local"]);
+        assert_eq!(
+            config.remotes.keys().collect::<Vec<_>>(),
+            ["images", "lab", "local"]
+        );
 
         let lab = config.remote(Some("lab")).unwrap();
         assert_eq!(
@@ -738,10 +800,16 @@ mod tests {
         assert_eq!(config.remote(None).unwrap().name, "lab");
 
         let dir = write_config("remotes:\n  lab:\n    addr: https://h\n");
-        assert_eq!(ClientConfig::load(dir.path()).unwrap().default_remote, "local");
+        assert_eq!(
+            ClientConfig::load(dir.path()).unwrap().default_remote,
+            "local"
+        );
 
         let dir = write_config("default-remote: ''\n");
-        assert_eq!(ClientConfig::load(dir.path()).unwrap().default_remote, "local");
+        assert_eq!(
+            ClientConfig::load(dir.path()).unwrap().default_remote,
+            "local"
+        );
     }
 
     #[test]
@@ -749,10 +817,16 @@ mod tests {
         let dir = write_config("default-remote: gone\n");
         let config = ClientConfig::load(dir.path()).unwrap();
         let err = config.remote(None).unwrap_err();
-        assert!(matches!(err, ConfigError::UnknownDefaultRemote { .. }), "{err:?}");
+        assert!(
+            matches!(err, ConfigError::UnknownDefaultRemote { .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
         assert!(msg.contains("\"gone\""), "{msg}");
-        assert!(msg.contains(&dir.path().join("config.yml").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&dir.path().join("config.yml").display().to_string()),
+            "{msg}"
+        );
         assert!(msg.contains("lxc remote switch"), "{msg}");
     }
 
@@ -783,25 +857,51 @@ mod tests {
 
     #[test]
     fn endpoint_https_with_and_without_port() {
-        assert_eq!(remote("https://10.0.0.5:8443").endpoint().unwrap(), https("10.0.0.5", 8443));
-        assert_eq!(remote("https://lxd.example.com").endpoint().unwrap(), https("lxd.example.com", 8443));
-        assert_eq!(remote("https://host:9443/").endpoint().unwrap(), https("host", 9443));
-        assert_eq!(remote("HTTPS://host/").endpoint().unwrap(), https("host", 8443));
+        assert_eq!(
+            remote("https://10.0.0.5:8443").endpoint().unwrap(),
+            https("10.0.0.5", 8443)
+        );
+        assert_eq!(
+            remote("https://lxd.example.com").endpoint().unwrap(),
+            https("lxd.example.com", 8443)
+        );
+        assert_eq!(
+            remote("https://host:9443/").endpoint().unwrap(),
+            https("host", 9443)
+        );
+        assert_eq!(
+            remote("HTTPS://host/").endpoint().unwrap(),
+            https("host", 8443)
+        );
     }
 
     #[test]
     fn endpoint_https_ipv6_in_brackets() {
-        assert_eq!(remote("https://[::1]:8443").endpoint().unwrap(), https("::1", 8443));
-        assert_eq!(remote("https://[fd00::5]").endpoint().unwrap(), https("fd00::5", 8443));
-        assert_eq!(remote("https://[fd00::5]/").endpoint().unwrap(), https("fd00::5", 8443));
+        assert_eq!(
+            remote("https://[::1]:8443").endpoint().unwrap(),
+            https("::1", 8443)
+        );
+        assert_eq!(
+            remote("https://[fd00::5]").endpoint().unwrap(),
+            https("fd00::5", 8443)
+        );
+        assert_eq!(
+            remote("https://[fd00::5]/").endpoint().unwrap(),
+            https("fd00::5", 8443)
+        );
         assert_eq!(https("::1", 8443).to_string(), "https://[::1]:8443");
     }
 
     #[test]
     fn endpoint_unix_bare_and_with_path() {
-        assert_eq!(remote("unix://").endpoint().unwrap(), Endpoint::Unix { path: None });
         assert_eq!(
-            remote("unix:///var/lib/lxd/unix.socket").endpoint().unwrap(),
+            remote("unix://").endpoint().unwrap(),
+            Endpoint::Unix { path: None }
+        );
+        assert_eq!(
+            remote("unix:///var/lib/lxd/unix.socket")
+                .endpoint()
+                .unwrap(),
             Endpoint::Unix {
                 path: Some(PathBuf::from("/var/lib/lxd/unix.socket"))
             }
@@ -848,7 +948,10 @@ mod tests {
             "https://host\n",
         ] {
             let err = remote(addr).endpoint().unwrap_err();
-            assert!(matches!(err, ConfigError::InvalidAddr { .. }), "{addr:?}: {err:?}");
+            assert!(
+                matches!(err, ConfigError::InvalidAddr { .. }),
+                "{addr:?}: {err:?}"
+            );
             let msg = err.to_string();
             assert!(msg.contains("remote \"r\""), "{msg}");
             assert!(msg.contains(&format!("{addr:?}")), "{msg}");
@@ -858,7 +961,11 @@ mod tests {
     #[test]
     fn simplestreams_and_public_remotes_are_unsupported() {
         let config = ClientConfig::load(Path::new("/nonexistent-lxd-connector-test")).unwrap();
-        let err = config.remote(Some("images")).unwrap().endpoint().unwrap_err();
+        let err = config
+            .remote(Some("images"))
+            .unwrap()
+            .endpoint()
+            .unwrap_err();
         assert!(matches!(err, ConfigError::Unsupported { .. }), "{err:?}");
         assert!(err.to_string().contains("image server"), "{err}");
 
@@ -866,11 +973,17 @@ mod tests {
         public.public = true;
         let err = public.endpoint().unwrap_err();
         assert!(matches!(err, ConfigError::Unsupported { .. }), "{err:?}");
-        assert!(err.to_string().contains("public image server, not an LXD API you can exec on"));
+        assert!(
+            err.to_string()
+                .contains("public image server, not an LXD API you can exec on")
+        );
 
         let mut other = remote("https://host");
         other.protocol = "oci".to_owned();
-        assert!(matches!(other.endpoint(), Err(ConfigError::Unsupported { .. })));
+        assert!(matches!(
+            other.endpoint(),
+            Err(ConfigError::Unsupported { .. })
+        ));
 
         let mut incus = remote("https://host");
         incus.protocol = "incus".to_owned();
@@ -896,7 +1009,10 @@ mod tests {
         let err = ClientConfig::load(dir.path()).unwrap_err();
         assert!(matches!(err, ConfigError::Malformed { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains(&dir.path().join("config.yml").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&dir.path().join("config.yml").display().to_string()),
+            "{msg}"
+        );
         assert!(msg.contains("line"), "{msg}");
     }
 
@@ -905,16 +1021,36 @@ mod tests {
         for yaml in [
             "remotes:\n  - a\n  - b\n",
             "remotes:\n  a:\n    addr: 123\n",
+            "remotes:\n  a:\n    addr: https://a\n    project: 2024\n",
             "remotes:\n  a:\n    addr: https://a\n    public: maybe\n",
             "default-remote: [a]\n",
+            "remotes:\n  a: https://a\n",
             "- just\n- a list\n",
         ] {
             let dir = write_config(yaml);
             let err = ClientConfig::load(dir.path()).unwrap_err();
-            assert!(matches!(err, ConfigError::Malformed { .. }), "{yaml:?}: {err:?}");
+            assert!(
+                matches!(err, ConfigError::Malformed { .. }),
+                "{yaml:?}: {err:?}"
+            );
             let msg = err.to_string();
-            assert!(msg.contains(&dir.path().join("config.yml").display().to_string()), "{msg}");
+            assert!(
+                msg.contains(&dir.path().join("config.yml").display().to_string()),
+                "{msg}"
+            );
+            assert!(msg.contains("line"), "{msg}");
         }
+    }
+
+    #[test]
+    fn quoted_numbers_and_nulls_are_accepted_as_strings() {
+        let dir = write_config(
+            "remotes:\n  a:\n    addr: https://a\n    project: '2024'\n    auth_type: ~\n",
+        );
+        let config = ClientConfig::load(dir.path()).unwrap();
+        let a = config.remote(Some("a")).unwrap();
+        assert_eq!(a.project, "2024");
+        assert_eq!(a.auth_type, None);
     }
 
     #[test]
@@ -932,12 +1068,18 @@ mod tests {
         for (yaml, fragment) in [
             ("remotes:\n  'a:b':\n    addr: https://h\n", "':'"),
             ("remotes:\n  'a/b':\n    addr: https://h\n", "'/'"),
-            ("remotes:\n  \"a\\tb\":\n    addr: https://h\n", "control character"),
+            (
+                "remotes:\n  \"a\\tb\":\n    addr: https://h\n",
+                "control character",
+            ),
             ("remotes:\n  '':\n    addr: https://h\n", "is empty"),
         ] {
             let dir = write_config(yaml);
             let err = ClientConfig::load(dir.path()).unwrap_err();
-            assert!(matches!(err, ConfigError::InvalidRemoteName { .. }), "{yaml:?}: {err:?}");
+            assert!(
+                matches!(err, ConfigError::InvalidRemoteName { .. }),
+                "{yaml:?}: {err:?}"
+            );
             let msg = err.to_string();
             assert!(msg.contains(fragment), "{msg}");
             assert!(msg.contains("config.yml"), "{msg}");
@@ -962,6 +1104,9 @@ mod tests {
         let config = ClientConfig::load(Path::new("/conf")).unwrap();
         assert_eq!(config.client_cert_path(), PathBuf::from("/conf/client.crt"));
         assert_eq!(config.client_key_path(), PathBuf::from("/conf/client.key"));
-        assert_eq!(config.server_cert_path("lab"), PathBuf::from("/conf/servercerts/lab.crt"));
+        assert_eq!(
+            config.server_cert_path("lab"),
+            PathBuf::from("/conf/servercerts/lab.crt")
+        );
     }
 }

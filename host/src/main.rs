@@ -1,1 +1,310 @@
-fn main() {}
+//! `lxd-connector`: drive LXD instances through the sandboxed connector
+//! component, following `lxc`'s conventions.
+//!
+//! Exit codes: `exec` exits with the command's own code. Any failure of
+//! lxd-connector itself (bad usage, unreachable remote, missing instance,
+//! a failed transfer) exits 255 after printing one line starting with
+//! `lxd-connector:` on standard error.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use lxd_connector::{PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
+
+/// Exit code for every failure of lxd-connector itself.
+const FAILURE: u8 = 255;
+
+#[derive(Parser)]
+#[command(name = "lxd-connector", version, about = "Drive LXD instances through a sandboxed WebAssembly connector")]
+struct Cli {
+    /// Load this connector component instead of the built-in one.
+    #[arg(long, global = true, env = "LXD_CONNECTOR_COMPONENT", value_name = "PATH")]
+    component: Option<PathBuf>,
+    /// The lxc client config folder (default: $LXD_CONF, ~/.config/lxc, or snap's).
+    #[arg(long, global = true, env = "LXD_CONF", value_name = "DIR", hide_env_values = true)]
+    config_dir: Option<PathBuf>,
+    /// Use this LXD project instead of the remote's default.
+    #[arg(long, global = true, value_name = "NAME")]
+    project: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command through `sh -c` in an instance; exits with its code.
+    Exec(ExecArgs),
+    /// Copy a local file (or `-` for stdin) into an instance.
+    Put(PutArgs),
+    /// Copy a file out of an instance to a local path (or `-` for stdout).
+    Get(GetArgs),
+    /// Show the server version, trust and the instance's status.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// The instance: [REMOTE:]INSTANCE.
+    instance: String,
+    /// Environment variable for the command (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory for the command.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Numeric user id to run as.
+    #[arg(long, value_name = "UID")]
+    user: Option<u32>,
+    /// Numeric group id to run as.
+    #[arg(long, value_name = "GID")]
+    group: Option<u32>,
+    /// Give up waiting after this many seconds (the command keeps running).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Never forward standard input, even when it is not a terminal.
+    #[arg(short = 'n', long)]
+    no_stdin: bool,
+    /// The command; several words are joined with spaces, as ssh does.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct PutArgs {
+    /// Local file, or `-` for standard input.
+    local: PathBuf,
+    /// Destination: [REMOTE:]INSTANCE/PATH (a PATH ending in `/` keeps the file's name).
+    target: String,
+    /// Permission bits in octal (default: the local file's, 0644 for stdin).
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<u32>,
+    /// Owner uid (default 0).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Owner gid (default 0).
+    #[arg(long)]
+    gid: Option<u32>,
+}
+
+#[derive(Args)]
+struct GetArgs {
+    /// Source: [REMOTE:]INSTANCE/PATH.
+    source: String,
+    /// Local file or folder, or `-` for standard output.
+    local: PathBuf,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// The instance: [REMOTE:]INSTANCE.
+    instance: String,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let informational = !e.use_stderr();
+            let _ = e.print();
+            return if informational { ExitCode::SUCCESS } else { ExitCode::from(FAILURE) };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(anyhow!("cannot start the async runtime: {e}")),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    let _ = std::io::stdout().flush();
+    eprintln!("lxd-connector: {e:#}");
+    ExitCode::from(FAILURE)
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let runtime = Runtime::new(RuntimeOptions {
+        component: cli.component.clone(),
+        config_dir: cli.config_dir.clone(),
+        ..RuntimeOptions::default()
+    })?;
+    let project = cli.project.as_deref();
+    match cli.command {
+        Command::Exec(args) => exec(&runtime, project, args).await,
+        Command::Put(args) => put(&runtime, project, args).await.map(|()| 0),
+        Command::Get(args) => get(&runtime, project, args).await.map(|()| 0),
+        Command::Info(args) => info(&runtime, project, args).await.map(|()| 0),
+    }
+}
+
+async fn connect(runtime: &Runtime, project: Option<&str>, name: &str) -> Result<Session> {
+    let mut target = runtime.parse_name(name).await?;
+    if let Some(p) = project {
+        target.set("project", p);
+    }
+    Ok(runtime.connect_target(&target).await?)
+}
+
+async fn exec(runtime: &Runtime, project: Option<&str>, args: ExecArgs) -> Result<u8> {
+    let env = args
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(anyhow!("--env {kv:?}: write KEY=VALUE")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let stdin = if args.no_stdin || std::io::stdin().is_terminal() {
+        None
+    } else {
+        let mut data = Vec::new();
+        std::io::stdin().read_to_end(&mut data).context("reading standard input")?;
+        // An empty input reads the same as the /dev/null the command gets
+        // anyway, and saves an upload.
+        Some(data).filter(|d| !d.is_empty())
+    };
+    let options = RunOptions {
+        stdin,
+        timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
+        env,
+        cwd: args.cwd,
+        user: args.user,
+        group: args.group,
+    };
+    let mut session = connect(runtime, project, &args.instance).await?;
+    let out = session.run(&args.command.join(" "), &options).await?;
+    session.close().await;
+    std::io::stdout().write_all(&out.stdout).and_then(|()| std::io::stdout().flush()).context("writing stdout")?;
+    std::io::stderr().write_all(&out.stderr).and_then(|()| std::io::stderr().flush()).context("writing stderr")?;
+    Ok(u8::try_from(out.exit_code).unwrap_or(FAILURE))
+}
+
+/// Splits `[REMOTE:]INSTANCE/PATH` into the instance name and the absolute path.
+fn split_file_target(spec: &str) -> Result<(&str, String)> {
+    let instance_end = spec.find(':').map_or(0, |i| i + 1);
+    match spec[instance_end..].find('/') {
+        Some(i) if i > 0 => Ok((&spec[..instance_end + i], spec[instance_end + i..].to_string())),
+        _ => bail!("{spec:?}: give the file as [REMOTE:]INSTANCE/PATH, e.g. c1/etc/motd"),
+    }
+}
+
+async fn put(runtime: &Runtime, project: Option<&str>, args: PutArgs) -> Result<()> {
+    let (name, mut path) = split_file_target(&args.target)?;
+    let from_stdin = args.local.as_os_str() == "-";
+    if path.ends_with('/') {
+        let Some(file_name) = args.local.file_name().filter(|_| !from_stdin) else {
+            bail!("{}: name the destination file when reading standard input", args.target);
+        };
+        path.push_str(&file_name.to_string_lossy());
+    }
+    let mut mode = args.mode;
+    let source: Box<dyn tokio::io::AsyncRead + Unpin> = if from_stdin {
+        Box::new(tokio::io::stdin())
+    } else {
+        let file = tokio::fs::File::open(&args.local)
+            .await
+            .with_context(|| format!("cannot open {}", args.local.display()))?;
+        let meta = file.metadata().await.with_context(|| format!("cannot read {}", args.local.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file; put copies one file", args.local.display());
+        }
+        if mode.is_none() {
+            use std::os::unix::fs::PermissionsExt;
+            mode = Some(meta.permissions().mode() & 0o7777);
+        }
+        Box::new(file)
+    };
+    let mut session = connect(runtime, project, name).await?;
+    let options = PutOptions { mode, uid: args.uid, gid: args.gid };
+    session.put(&path, options, source).await?;
+    session.close().await;
+    Ok(())
+}
+
+async fn get(runtime: &Runtime, project: Option<&str>, args: GetArgs) -> Result<()> {
+    let (name, path) = split_file_target(&args.source)?;
+    let mut session = connect(runtime, project, name).await?;
+    if args.local.as_os_str() == "-" {
+        session.get(&path, tokio::io::stdout()).await?;
+        session.close().await;
+        return Ok(());
+    }
+    let mut dest = args.local.clone();
+    if dest.is_dir() {
+        let Some(file_name) = Path::new(&path).file_name() else {
+            bail!("{path:?} names no file to copy into {}", dest.display());
+        };
+        dest.push(file_name);
+    }
+    // Written beside the destination and renamed at the end: a failed
+    // transfer never leaves a half file or clobbers an existing one.
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = dir.join(format!(".{file_name}.lxd-connector-partial"));
+    let file = tokio::fs::File::create(&partial)
+        .await
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    let result = session.get(&path, file).await;
+    session.close().await;
+    let info = match result {
+        Ok(info) => info,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.into());
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(info.mode & 0o7777));
+    }
+    std::fs::rename(&partial, &dest).with_context(|| format!("cannot move the file into place at {}", dest.display()))?;
+    Ok(())
+}
+
+async fn info(runtime: &Runtime, project: Option<&str>, args: InfoArgs) -> Result<()> {
+    let mut session = connect(runtime, project, &args.instance).await?;
+    let facts = session.describe().await?;
+    session.close().await;
+    let mut out = std::io::stdout().lock();
+    for (key, value) in facts {
+        writeln!(out, "{key}: {value}")?;
+    }
+    Ok(())
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal file mode such as 0644")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_targets_split_after_the_instance() {
+        assert_eq!(split_file_target("c1/etc/motd").unwrap(), ("c1", "/etc/motd".to_string()));
+        assert_eq!(split_file_target("r:c1/tmp/").unwrap(), ("r:c1", "/tmp/".to_string()));
+        assert!(split_file_target("c1").is_err());
+        assert!(split_file_target("/etc/motd").is_err());
+        assert!(split_file_target("r:/etc").is_err());
+    }
+
+    #[test]
+    fn modes_are_octal_permission_bits() {
+        assert_eq!(parse_mode("0755"), Ok(0o755));
+        assert_eq!(parse_mode("644"), Ok(0o644));
+        assert_eq!(parse_mode("0o4755"), Ok(0o4755));
+        assert!(parse_mode("999").is_err());
+        assert!(parse_mode("17777").is_err());
+    }
+}

@@ -7,14 +7,13 @@
 //! fixed descriptions, never text from the key file or from parsers fed with it.
 
 use std::error::Error as StdError;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::hash::Hash as _;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -184,10 +183,11 @@ impl RemoteTls {
         config.remote(Some(remote))?;
         // The config's fields are public, so its names may not have gone through load().
         if let Some(reason) = remote_name_problem(remote) {
-            return Err(TlsError::Rustls {
-                remote: remote.to_owned(),
-                detail: format!("the remote name {reason}; rename the remote"),
-            });
+            return Err(TlsError::Config(ConfigError::InvalidRemoteName {
+                path: config.config_file_path(),
+                name: remote.to_owned(),
+                reason,
+            }));
         }
 
         let cert_path = config.client_cert_path();
@@ -265,8 +265,9 @@ impl RemoteTls {
         }
         // The dummy is a valid DNS name, so the loopback fallback is never taken;
         // it only keeps this function free of panics.
-        ServerName::try_from(DUMMY_SERVER_NAME)
-            .unwrap_or(ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into()))
+        ServerName::try_from(DUMMY_SERVER_NAME).unwrap_or(ServerName::IpAddress(
+            IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
+        ))
     }
 }
 
@@ -354,10 +355,12 @@ fn build(
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(chain, key)
         .map_err(|err| match err {
-            rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch {
-                key_path: key_path.to_path_buf(),
-                cert_path: cert_path.to_path_buf(),
-            },
+            rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                TlsError::KeyMismatch {
+                    key_path: key_path.to_path_buf(),
+                    cert_path: cert_path.to_path_buf(),
+                }
+            }
             other => rustls_error(other),
         })?;
     // Offer only HTTP/1.1: LXD picks h2 when offered, and our client speaks HTTP/1.1.
@@ -412,7 +415,9 @@ fn explain_missing_key(pem: &[u8], path: &Path) -> TlsError {
         detail,
     };
     if has(b"ENCRYPTED ") {
-        unsupported("it is encrypted with a passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain) or use lxc's unencrypted client.key")
+        unsupported(
+            "it is encrypted with a passphrase; decrypt it (openssl pkey -in KEY -out KEY.plain) or use lxc's unencrypted client.key",
+        )
     } else if has(b"OPENSSH ") {
         unsupported("it is an OpenSSH key, not a TLS key")
     } else if has(b"DSA ") {
@@ -434,7 +439,9 @@ fn explain_missing_key(pem: &[u8], path: &Path) -> TlsError {
 /// BEGIN/END lines and base64 details from the key file, so it is never shown.
 fn describe_pem_error(err: &pem::Error) -> &'static str {
     match err {
-        pem::Error::MissingSectionEnd { .. } => "a PEM block has no END line; is the file truncated?",
+        pem::Error::MissingSectionEnd { .. } => {
+            "a PEM block has no END line; is the file truncated?"
+        }
         pem::Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed",
         pem::Error::Base64Decode(_) => "a PEM block's base64 body is invalid",
         pem::Error::Io(_) => "reading the PEM data failed",
@@ -452,19 +459,23 @@ fn sha256_hex(der: &[u8]) -> String {
         .iter()
         .find_map(|suite| match suite {
             SupportedCipherSuite::Tls13(s)
-                if s.common.hash_provider.algorithm() == rustls::HashAlgorithm::SHA256 =>
+                if s.common.hash_provider.algorithm()
+                    == rustls::crypto::hash::HashAlgorithm::SHA256 =>
             {
                 Some(s.common.hash_provider)
             }
             _ => None,
         });
     match hash {
-        Some(hash) => hash
-            .hash(der)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        Some(hash) => {
+            let digest = hash.hash(der);
+            let mut hex = String::with_capacity(64);
+            for byte in digest.as_ref() {
+                // Writing to a String cannot fail.
+                let _ = write!(hex, "{byte:02x}");
+            }
+            hex
+        }
         None => "unknown".to_owned(),
     }
 }
@@ -654,16 +665,39 @@ mod tests {
             args.extend(["-pkeyopt", curve_opt.as_str()]);
         }
         args.extend([
-            "-nodes", "-keyout", "gen.key", "-out", "cert.pem", "-days", "2", "-subj", "/CN=lxd-connector-test",
-            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-nodes",
+            "-keyout",
+            "gen.key",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lxd-connector-test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
         ]);
         openssl(dir.path(), &args);
         if newkey.starts_with("rsa") {
-            openssl(dir.path(), &["rsa", "-in", "gen.key", "-traditional", "-out", "trad.key"]);
+            openssl(
+                dir.path(),
+                &["rsa", "-in", "gen.key", "-traditional", "-out", "trad.key"],
+            );
         } else {
             openssl(dir.path(), &["ec", "-in", "gen.key", "-out", "trad.key"]);
         }
-        openssl(dir.path(), &["pkcs8", "-topk8", "-nocrypt", "-in", "trad.key", "-out", "pkcs8.key"]);
+        openssl(
+            dir.path(),
+            &[
+                "pkcs8",
+                "-topk8",
+                "-nocrypt",
+                "-in",
+                "trad.key",
+                "-out",
+                "pkcs8.key",
+            ],
+        );
         let read = |name: &str| fs::read(dir.path().join(name)).expect("read generated file");
         Identity {
             cert: read("cert.pem"),
@@ -678,7 +712,11 @@ mod tests {
     }
 
     fn first_line(pem: &[u8]) -> String {
-        String::from_utf8_lossy(pem).lines().next().unwrap_or_default().to_owned()
+        String::from_utf8_lossy(pem)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     fn der(pem: &[u8]) -> CertificateDer<'static> {
@@ -686,7 +724,11 @@ mod tests {
     }
 
     fn verifier_for(pinned: &[u8]) -> PinnedServerCert {
-        PinnedServerCert::new("lab", der(pinned), &rustls::crypto::ring::default_provider())
+        PinnedServerCert::new(
+            "lab",
+            der(pinned),
+            &rustls::crypto::ring::default_provider(),
+        )
     }
 
     /// Asserts an error's Display and Debug reveal nothing of `key_pem`.
@@ -723,9 +765,16 @@ mod tests {
     fn loads_ec_sec1_key() {
         let client = ec();
         let server = ec();
-        assert_eq!(first_line(&client.key_traditional), "-----BEGIN EC PRIVATE KEY-----");
-        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &server.cert, "lab").unwrap();
-        assert_eq!(tls.client_config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(
+            first_line(&client.key_traditional),
+            "-----BEGIN EC PRIVATE KEY-----"
+        );
+        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &server.cert, "lab")
+            .unwrap();
+        assert_eq!(
+            tls.client_config().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
         assert!(tls.client_config().client_auth_cert_resolver.has_certs());
         assert_eq!(tls.remote(), "lab");
         assert_eq!(tls.pinned_sha256().len(), 64);
@@ -743,7 +792,10 @@ mod tests {
     fn loads_rsa_pkcs1_and_pkcs8_keys() {
         let client = identity("rsa:2048", None);
         let server = ec();
-        assert_eq!(first_line(&client.key_traditional), "-----BEGIN RSA PRIVATE KEY-----");
+        assert_eq!(
+            first_line(&client.key_traditional),
+            "-----BEGIN RSA PRIVATE KEY-----"
+        );
         RemoteTls::from_pem(&client.cert, &client.key_traditional, &server.cert, "lab").unwrap();
         RemoteTls::from_pem(&client.cert, &client.key_pkcs8, &server.cert, "lab").unwrap();
     }
@@ -763,7 +815,10 @@ mod tests {
 
     fn assert_no_debug_key(text: &str, key_pem: &[u8]) {
         assert!(!text.contains("PRIVATE KEY"), "{text}");
-        for line in String::from_utf8_lossy(key_pem).lines().filter(|l| !l.starts_with("-----")) {
+        for line in String::from_utf8_lossy(key_pem)
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+        {
             assert!(!text.contains(line), "{text}");
         }
     }
@@ -774,7 +829,11 @@ mod tests {
         let b = ec();
         let err = RemoteTls::from_pem(&a.cert, &b.key_traditional, &a.cert, "lab").unwrap_err();
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
-        assert!(err.to_string().contains("does not belong to the certificate"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("does not belong to the certificate"),
+            "{err}"
+        );
         assert_no_key_material(&err, &b.key_traditional);
 
         let rsa = identity("rsa:2048", None);
@@ -789,7 +848,10 @@ mod tests {
         let err = RemoteTls::load(&config, "lab").unwrap_err();
         assert!(matches!(err, TlsError::ServerCertMissing { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains(&dir.path().join("servercerts/lab.crt").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&dir.path().join("servercerts/lab.crt").display().to_string()),
+            "{msg}"
+        );
         assert!(msg.contains("lxc remote add lab"), "{msg}");
     }
 
@@ -801,13 +863,19 @@ mod tests {
         fs::remove_file(dir.path().join("client.key")).unwrap();
         let err = RemoteTls::load(&config, "lab").unwrap_err();
         assert!(matches!(err, TlsError::ClientKeyMissing { .. }), "{err:?}");
-        assert!(err.to_string().contains(&config.client_key_path().display().to_string()));
+        assert!(
+            err.to_string()
+                .contains(&config.client_key_path().display().to_string())
+        );
         assert!(err.to_string().contains("lxc remote add"));
 
         fs::remove_file(dir.path().join("client.crt")).unwrap();
         let err = RemoteTls::load(&config, "lab").unwrap_err();
         assert!(matches!(err, TlsError::ClientCertMissing { .. }), "{err:?}");
-        assert!(err.to_string().contains(&config.client_cert_path().display().to_string()));
+        assert!(
+            err.to_string()
+                .contains(&config.client_cert_path().display().to_string())
+        );
     }
 
     #[test]
@@ -829,18 +897,33 @@ mod tests {
         let client = ec();
         let (_dir, config) = config_dir(&client, None);
         let err = RemoteTls::load(&config, "../../etc/passwd").unwrap_err();
-        assert!(matches!(err, TlsError::Config(ConfigError::UnknownRemote { .. })), "{err:?}");
+        assert!(
+            matches!(err, TlsError::Config(ConfigError::UnknownRemote { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn file_without_certificate_is_rejected() {
         let client = ec();
         let server = ec();
-        let err = RemoteTls::from_pem(b"not pem at all", &client.key_traditional, &server.cert, "lab").unwrap_err();
+        let err = RemoteTls::from_pem(
+            b"not pem at all",
+            &client.key_traditional,
+            &server.cert,
+            "lab",
+        )
+        .unwrap_err();
         assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
         assert!(err.to_string().contains("<memory>"), "{err}");
 
-        let err = RemoteTls::from_pem(&client.cert, &client.key_traditional, &client.key_pkcs8, "lab").unwrap_err();
+        let err = RemoteTls::from_pem(
+            &client.cert,
+            &client.key_traditional,
+            &client.key_pkcs8,
+            "lab",
+        )
+        .unwrap_err();
         assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
         assert_no_key_material(&err, &client.key_pkcs8);
     }
@@ -873,7 +956,19 @@ mod tests {
         let server = ec();
         let dir = TempDir::new().unwrap();
         fs::write(dir.path().join("k"), &client.key_pkcs8).unwrap();
-        openssl(dir.path(), &["pkcs8", "-topk8", "-in", "k", "-passout", "pass:secret", "-out", "enc"]);
+        openssl(
+            dir.path(),
+            &[
+                "pkcs8",
+                "-topk8",
+                "-in",
+                "k",
+                "-passout",
+                "pass:secret",
+                "-out",
+                "enc",
+            ],
+        );
         let encrypted = fs::read(dir.path().join("enc")).unwrap();
         let err = RemoteTls::from_pem(&client.cert, &encrypted, &server.cert, "lab").unwrap_err();
         assert!(matches!(err, TlsError::UnsupportedKey { .. }), "{err:?}");
@@ -882,7 +977,8 @@ mod tests {
 
         // ring cannot sign with P-521.
         let p521 = identity("ec", Some("secp521r1"));
-        let err = RemoteTls::from_pem(&p521.cert, &p521.key_traditional, &server.cert, "lab").unwrap_err();
+        let err = RemoteTls::from_pem(&p521.cert, &p521.key_traditional, &server.cert, "lab")
+            .unwrap_err();
         assert!(matches!(err, TlsError::UnsupportedKey { .. }), "{err:?}");
         assert_no_key_material(&err, &p521.key_traditional);
     }
@@ -912,7 +1008,13 @@ mod tests {
         let other = ec();
         // Name, intermediates and time are irrelevant: only the end entity counts.
         verifier
-            .verify_server_cert(&der(&server.cert), &[der(&other.cert)], &name, &[], UnixTime::since_unix_epoch(std::time::Duration::ZERO))
+            .verify_server_cert(
+                &der(&server.cert),
+                &[der(&other.cert)],
+                &name,
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::ZERO),
+            )
             .unwrap();
     }
 
@@ -923,33 +1025,71 @@ mod tests {
         let verifier = verifier_for(&server.cert);
         let name = RemoteTls::server_name("127.0.0.1");
         let err = verifier
-            .verify_server_cert(&der(&impostor.cert), &[der(&server.cert)], &name, &[], UnixTime::now())
+            .verify_server_cert(
+                &der(&impostor.cert),
+                &[der(&server.cert)],
+                &name,
+                &[],
+                UnixTime::now(),
+            )
             .unwrap_err();
         assert!(
-            matches!(err, rustls::Error::InvalidCertificate(CertificateError::Other(_))),
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(CertificateError::Other(_))
+            ),
             "{err:?}"
         );
         let io_err = io::Error::new(io::ErrorKind::InvalidData, err);
         assert!(is_pin_mismatch(&io_err));
         let mismatch = pin_mismatch(&io_err).unwrap();
         assert_eq!(mismatch.remote, "lab");
-        assert_eq!(mismatch.pinned_sha256, sha256_hex(der(&server.cert).as_ref()));
-        assert_eq!(mismatch.presented_sha256, sha256_hex(der(&impostor.cert).as_ref()));
+        assert_eq!(
+            mismatch.pinned_sha256,
+            sha256_hex(der(&server.cert).as_ref())
+        );
+        assert_eq!(
+            mismatch.presented_sha256,
+            sha256_hex(der(&impostor.cert).as_ref())
+        );
         assert!(mismatch.to_string().contains("lxc remote add lab"));
 
-        let other = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(CertificateError::Expired));
+        let other = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::Expired),
+        );
         assert!(!is_pin_mismatch(&other));
-        assert!(!is_pin_mismatch(&io::Error::from(io::ErrorKind::ConnectionReset)));
+        assert!(!is_pin_mismatch(&io::Error::from(
+            io::ErrorKind::ConnectionReset
+        )));
     }
 
     #[test]
     fn server_name_uses_host_or_dummy() {
-        assert_eq!(RemoteTls::server_name("lxd.example.com"), ServerName::try_from("lxd.example.com").unwrap());
-        assert!(matches!(RemoteTls::server_name("10.0.0.5"), ServerName::IpAddress(_)));
-        assert!(matches!(RemoteTls::server_name("::1"), ServerName::IpAddress(_)));
-        assert!(matches!(RemoteTls::server_name("[fd00::1]"), ServerName::IpAddress(_)));
-        assert_eq!(RemoteTls::server_name("not a host!"), ServerName::try_from("lxd.invalid").unwrap());
-        assert_eq!(RemoteTls::server_name(""), ServerName::try_from("lxd.invalid").unwrap());
+        assert_eq!(
+            RemoteTls::server_name("lxd.example.com"),
+            ServerName::try_from("lxd.example.com").unwrap()
+        );
+        assert!(matches!(
+            RemoteTls::server_name("10.0.0.5"),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            RemoteTls::server_name("::1"),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            RemoteTls::server_name("[fd00::1]"),
+            ServerName::IpAddress(_)
+        ));
+        assert_eq!(
+            RemoteTls::server_name("not a host!"),
+            ServerName::try_from("lxd.invalid").unwrap()
+        );
+        assert_eq!(
+            RemoteTls::server_name(""),
+            ServerName::try_from("lxd.invalid").unwrap()
+        );
     }
 
     /// Server-side verifier that accepts any client certificate; the test checks it afterwards.
@@ -968,14 +1108,34 @@ mod tests {
         ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
             Ok(rustls::server::danger::ClientCertVerified::assertion())
         }
-        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
             rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
         }
-        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
             rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
         }
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.0.supported_schemes()
+        }
+    }
+
+    /// Server-side resolver that always presents the same certificate and key.
+    #[derive(Debug)]
+    struct FixedServerCert(Arc<CertifiedKey>);
+
+    impl rustls::server::ResolvesServerCert for FixedServerCert {
+        fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            Some(Arc::clone(&self.0))
         }
     }
 
@@ -984,18 +1144,35 @@ mod tests {
     async fn handshake(
         tls: &RemoteTls,
         server: &Identity,
-    ) -> (io::Result<Option<Vec<u8>>>, Option<Vec<CertificateDer<'static>>>) {
+    ) -> (
+        io::Result<Option<Vec<u8>>>,
+        Option<Vec<CertificateDer<'static>>>,
+    ) {
+        handshake_as(tls, &server.cert, &server.key_pkcs8).await
+    }
+
+    /// Like [`handshake`], but the server presents `cert_pem` while signing with
+    /// `key_pem`, which need not belong together (rustls' own builder would refuse).
+    async fn handshake_as(
+        tls: &RemoteTls,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> (
+        io::Result<Option<Vec<u8>>>,
+        Option<Vec<CertificateDer<'static>>>,
+    ) {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signing_key = provider
+            .key_provider
+            .load_private_key(PrivateKeyDer::from_pem_slice(key_pem).unwrap())
+            .unwrap();
+        let server_key = CertifiedKey::new(vec![der(cert_pem)], signing_key);
         let algorithms = provider.signature_verification_algorithms;
         let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_client_cert_verifier(Arc::new(AnyClientCert(algorithms)))
-            .with_single_cert(
-                vec![der(&server.cert)],
-                PrivateKeyDer::from_pem_slice(&server.key_pkcs8).unwrap(),
-            )
-            .unwrap();
+            .with_cert_resolver(Arc::new(FixedServerCert(Arc::new(server_key))));
         server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
@@ -1016,7 +1193,8 @@ mod tests {
     async fn handshake_succeeds_with_pinned_cert_and_presents_client_cert() {
         let client = ec();
         let server = ec();
-        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &server.cert, "lab").unwrap();
+        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &server.cert, "lab")
+            .unwrap();
         let (result, peer) = handshake(&tls, &server).await;
         assert_eq!(result.unwrap(), Some(b"http/1.1".to_vec()));
         assert_eq!(peer.unwrap(), vec![der(&client.cert)]);
@@ -1027,7 +1205,8 @@ mod tests {
         let client = ec();
         let pinned = ec();
         let impostor = ec();
-        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &pinned.cert, "lab").unwrap();
+        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &pinned.cert, "lab")
+            .unwrap();
         let (result, _) = handshake(&tls, &impostor).await;
         let err = result.unwrap_err();
         assert!(is_pin_mismatch(&err), "{err:?}");
@@ -1037,8 +1216,34 @@ mod tests {
     async fn handshake_with_rsa_server_verifies_signatures() {
         let client = ec();
         let server = identity("rsa:2048", None);
-        let tls = RemoteTls::from_pem(&client.cert, &client.key_pkcs8, &server.cert, "lab").unwrap();
+        let tls =
+            RemoteTls::from_pem(&client.cert, &client.key_pkcs8, &server.cert, "lab").unwrap();
         let (result, _) = handshake(&tls, &server).await;
         assert_eq!(result.unwrap(), Some(b"http/1.1".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn handshake_fails_when_server_shows_pinned_cert_without_its_key() {
+        let client = ec();
+        let pinned = ec();
+        let impostor = ec();
+        let tls = RemoteTls::from_pem(&client.cert, &client.key_traditional, &pinned.cert, "lab")
+            .unwrap();
+        // A copied certificate is public; without the key the handshake signature fails.
+        let (result, _) = handshake_as(&tls, &pinned.cert, &impostor.key_pkcs8).await;
+        let err = result.unwrap_err();
+        assert!(!is_pin_mismatch(&err), "{err:?}");
+        let rustls_err = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        assert!(
+            matches!(
+                rustls_err,
+                Some(rustls::Error::InvalidCertificate(
+                    CertificateError::BadSignature
+                ))
+            ),
+            "{err:?}"
+        );
     }
 }

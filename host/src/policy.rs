@@ -1,0 +1,114 @@
+//! Outgoing policy as data: which remotes the guest may reach, each with its
+//! own client identity, pinned certificate and connection pool.
+//!
+//! The guest learns a remote's opaque authority only through `resolve`, and
+//! the `wasi:http` handler sends only to authorities in this table: a real
+//! address, even the remote's own, is denied.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::config::{ClientConfig, Endpoint};
+use crate::transport::{Pool, PoolStats};
+use crate::tls::RemoteTls;
+
+/// What a guest may see of a resolved remote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedRemote {
+    /// The remote's name.
+    pub name: String,
+    /// The opaque authority the guest must use for this remote.
+    pub authority: String,
+    /// The remote's default project.
+    pub project: String,
+}
+
+/// Why a remote cannot be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Not configured.
+    #[error("{0}")]
+    Unknown(String),
+    /// Configured, but of a kind this host does not reach.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The client configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The remotes table shared by every session of one runtime.
+pub struct Remotes {
+    config_dir: PathBuf,
+    config: OnceLock<Result<ClientConfig, String>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_name: HashMap<String, (String, Arc<Pool>)>,
+    by_authority: HashMap<String, Arc<Pool>>,
+}
+
+impl Remotes {
+    /// A table over the lxc client config in `config_dir`, read on first use.
+    pub fn new(config_dir: PathBuf) -> Remotes {
+        Remotes { config_dir, config: OnceLock::new(), table: Mutex::default() }
+    }
+
+    /// The client config folder this table reads.
+    pub fn config_dir(&self) -> &std::path::Path {
+        &self.config_dir
+    }
+
+    fn config(&self) -> Result<&ClientConfig, ResolveError> {
+        self.config
+            .get_or_init(|| ClientConfig::load(&self.config_dir).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ResolveError::Config(e.clone()))
+    }
+
+    /// Resolves `name` (or the default remote), opening the remote's entry
+    /// in the table: loading its identity and pin once.
+    pub fn resolve(&self, name: Option<&str>) -> Result<ResolvedRemote, ResolveError> {
+        let config = self.config()?;
+        let remote = config.remote(name).map_err(|e| ResolveError::Unknown(e.to_string()))?;
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((authority, _)) = table.by_name.get(&remote.name) {
+            return Ok(ResolvedRemote {
+                name: remote.name.clone(),
+                authority: authority.clone(),
+                project: remote.project.clone(),
+            });
+        }
+        let (host, port) = match remote.endpoint().map_err(|e| ResolveError::Unsupported(e.to_string()))? {
+            Endpoint::Https { host, port } => (host, port),
+            Endpoint::Unix { .. } => {
+                return Err(ResolveError::Unsupported(format!(
+                    "remote '{}' is the local unix socket ({}), which this connector does not reach yet; \
+                     add the server over HTTPS with `lxc remote add` and use that remote",
+                    remote.name, remote.addr
+                )));
+            }
+        };
+        let tls = RemoteTls::load(config, &remote.name).map_err(|e| ResolveError::Config(e.to_string()))?;
+        let pool = Arc::new(Pool::new(&remote.name, &host, port, &tls));
+        // Opaque, unique per remote in this runtime, and never resolvable
+        // as a real host name (`.invalid` is reserved).
+        let authority = format!("remote-{}.lxd-connector.invalid", table.by_name.len());
+        table.by_authority.insert(authority.clone(), pool.clone());
+        table.by_name.insert(remote.name.clone(), (authority.clone(), pool));
+        Ok(ResolvedRemote { name: remote.name.clone(), authority, project: remote.project.clone() })
+    }
+
+    /// The pool behind an authority handed out by [`Remotes::resolve`].
+    pub fn pool(&self, authority: &str) -> Option<Arc<Pool>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).by_authority.get(authority).cloned()
+    }
+
+    /// Counters of a remote's pool, once it has been resolved.
+    pub fn stats(&self, remote: &str) -> Option<Arc<PoolStats>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).by_name.get(remote).map(|(_, p)| p.stats())
+    }
+}

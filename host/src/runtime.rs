@@ -1,0 +1,418 @@
+//! The component runtime: one engine and compiled component per process,
+//! one sandboxed store per session.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorKind};
+use crate::hooks::Hooks;
+use crate::policy::Remotes;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "lxd-connector",
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+    });
+}
+
+use bindings::exports::orchestrator::connector::connector as wit;
+use bindings::orchestrator::connector::lxd_remotes;
+
+/// The component built from `guest/`, embedded at build time.
+pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("LXD_CONNECTOR_EMBEDDED_WASM"));
+
+/// Default cap on a session's guest memory.
+pub const DEFAULT_MEMORY_LIMIT: usize = 1536 << 20;
+
+/// How to build a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// A component file to load instead of the embedded one.
+    pub component: Option<PathBuf>,
+    /// The lxc client config folder; `None` locates it as `lxc` does.
+    pub config_dir: Option<PathBuf>,
+    /// Cap on each session's guest linear memory, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions { component: None, config_dir: None, memory_limit: DEFAULT_MEMORY_LIMIT }
+    }
+}
+
+/// A loaded connector: compile once, then open any number of sessions.
+pub struct Runtime {
+    engine: Engine,
+    pre: bindings::LxdConnectorPre<State>,
+    remotes: Arc<Remotes>,
+    memory_limit: usize,
+}
+
+/// How to run one command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Bytes for the command's standard input.
+    pub stdin: Option<Vec<u8>>,
+    /// Give up after this many milliseconds (rounded up to whole seconds).
+    pub timeout_ms: Option<u64>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Numeric user id.
+    pub user: Option<u32>,
+    /// Numeric group id.
+    pub group: Option<u32>,
+}
+
+/// What a finished command produced, byte-exact.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOutput {
+    /// Exit status (128+N when killed by signal N).
+    pub exit_code: i32,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// Mode and ownership for a file written with [`Session::put`]; `None`
+/// means 0o644, uid 0, gid 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Permission bits.
+    pub mode: Option<u32>,
+    /// Owner uid.
+    pub uid: Option<u32>,
+    /// Owner gid.
+    pub gid: Option<u32>,
+}
+
+/// Mode, owner and size of a file read with [`Session::get`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Size announced by the target.
+    pub size: Option<u64>,
+}
+
+/// An inventory name resolved by the connector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The name to show for the host.
+    pub host_name: String,
+    /// Connector data (`remote`, `instance`, `project`), later keys win.
+    pub data: Vec<(String, String)>,
+}
+
+impl Target {
+    /// Sets a data key, overriding what the name said.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.data.retain(|(k, _)| k != key);
+        self.data.push((key.to_string(), value.to_string()));
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl Runtime {
+    /// Loads and compiles the component (the embedded one unless
+    /// `options.component` names a file).
+    pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
+        let config = Config::new();
+        let engine = Engine::new(&config).map_err(|e| Error::Load(format!("{e:#}")))?;
+        let component = match &options.component {
+            Some(path) => Component::from_file(&engine, path)
+                .map_err(|e| Error::Load(format!("{}: {e:#}", path.display())))?,
+            None => Component::new(&engine, EMBEDDED_COMPONENT).map_err(|e| Error::Load(format!("{e:#}")))?,
+        };
+        let mut linker: Linker<State> = Linker::new(&engine);
+        let link = |e: wasmtime::Error| Error::Load(format!("{e:#}"));
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
+        lxd_remotes::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| Error::Load(format!("{e:#}")))?;
+        let pre = bindings::LxdConnectorPre::new(pre).map_err(|e| Error::Load(format!("{e:#}")))?;
+        let config_dir = options.config_dir.unwrap_or_else(ClientConfig::locate);
+        Ok(Runtime { engine, pre, remotes: Arc::new(Remotes::new(config_dir)), memory_limit: options.memory_limit })
+    }
+
+    /// The lxc client config folder in use.
+    pub fn config_dir(&self) -> &Path {
+        self.remotes.config_dir()
+    }
+
+    /// TCP+TLS connections opened so far to `remote` (0 before first use).
+    pub fn connections_opened(&self, remote: &str) -> u64 {
+        self.remotes.stats(remote).map_or(0, |s| s.connections.load(Ordering::Relaxed))
+    }
+
+    /// Requests sent to `remote` so far, on connections that passed the pin.
+    pub fn requests_sent(&self, remote: &str) -> u64 {
+        self.remotes.stats(remote).map_or(0, |s| s.requests.load(Ordering::Relaxed))
+    }
+
+    /// Parses an inventory name (`[REMOTE:]INSTANCE`) without any I/O.
+    pub async fn parse_name(&self, name: &str) -> Result<Target, Error> {
+        let (mut store, bindings) = self.instantiate().await?;
+        let t = bindings.orchestrator_connector_connector().call_parse_name(&mut store, name).await;
+        let t = guest(&store, t)?.map_err(connector_error)?;
+        Ok(Target { host_name: t.host_name, data: t.data })
+    }
+
+    /// Parses `name` and connects to it.
+    pub async fn connect(&self, name: &str) -> Result<Session, Error> {
+        let target = self.parse_name(name).await?;
+        self.connect_target(&target).await
+    }
+
+    /// Connects to a parsed (and possibly overridden) target.
+    pub async fn connect_target(&self, target: &Target) -> Result<Session, Error> {
+        let (mut store, bindings) = self.instantiate().await?;
+        let t = wit::Target { host_name: target.host_name.clone(), data: target.data.clone() };
+        let r = bindings.orchestrator_connector_connector().call_connect(&mut store, &t).await;
+        let session = guest(&store, r)?.map_err(connector_error)?;
+        Ok(Session { store, bindings: Arc::new(bindings), session: Some(session) })
+    }
+
+    async fn instantiate(&self) -> Result<(Store<State>, bindings::LxdConnector), Error> {
+        let stderr = MemoryOutputPipe::new(64 * 1024);
+        // No preopens, no environment, no sockets: the guest's only way
+        // out is wasi:http through `Hooks`.
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stderr(stderr.clone())
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory_limit)
+            .instances(16)
+            .tables(32)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: Hooks::new(self.remotes.clone()),
+            remotes: self.remotes.clone(),
+            limits,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| Error::Load(format!("{e:#}")))?;
+        Ok((store, bindings))
+    }
+}
+
+/// One connected instance, in its own sandboxed store.
+pub struct Session {
+    store: Store<State>,
+    bindings: Arc<bindings::LxdConnector>,
+    session: Option<ResourceAny>,
+}
+
+impl Session {
+    fn handle(&self) -> Result<ResourceAny, Error> {
+        self.session.ok_or_else(|| Error::Guest("the session was closed after a failure".into()))
+    }
+
+    /// Facts about the target (remote, server version, auth, status …).
+    pub async fn describe(&mut self) -> Result<Vec<(String, String)>, Error> {
+        let h = self.handle()?;
+        let r = self.bindings.orchestrator_connector_connector().session().call_describe(&mut self.store, h).await;
+        self.check(r)
+    }
+
+    /// Runs `command` through `sh -c` on the target and waits for it.
+    pub async fn run(&mut self, command: &str, options: &RunOptions) -> Result<RunOutput, Error> {
+        let h = self.handle()?;
+        let opts = wit::RunOptions {
+            stdin: options.stdin.clone(),
+            timeout_ms: options.timeout_ms,
+            env: options.env.clone(),
+            cwd: options.cwd.clone(),
+            user: options.user,
+            group: options.group,
+        };
+        let r = self
+            .bindings
+            .orchestrator_connector_connector()
+            .session()
+            .call_run(&mut self.store, h, command, &opts)
+            .await;
+        let out = self.check(r)?.map_err(connector_error)?;
+        Ok(RunOutput { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr })
+    }
+
+    /// Writes everything `src` yields to the file at `path`, streaming it
+    /// in bounded chunks. Returns the number of bytes written.
+    pub async fn put<R: AsyncRead + Unpin>(
+        &mut self,
+        path: &str,
+        options: PutOptions,
+        mut src: R,
+    ) -> Result<u64, Error> {
+        let h = self.handle()?;
+        let bindings = self.bindings.clone();
+        let api = bindings.orchestrator_connector_connector();
+        let opts = wit::PutOptions { mode: options.mode, uid: options.uid, gid: options.gid };
+        let r = api.session().call_put_file(&mut self.store, h, path, opts).await;
+        let writer = self.check(r)?.map_err(connector_error)?;
+        let mut total = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        let result = async {
+            loop {
+                let n = src.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                let r = api.file_writer().call_write(&mut self.store, writer, &buf[..n]).await;
+                self.check(r)?.map_err(connector_error)?;
+                total += n as u64;
+            }
+            let r = api.file_writer().call_finish(&mut self.store, writer).await;
+            self.check(r)?.map_err(connector_error)
+        }
+        .await;
+        self.drop_resource(writer).await;
+        result.map(|()| total)
+    }
+
+    /// Reads the regular file at `path` into `dst`, streaming it in bounded
+    /// chunks. Returns the file's mode, owner and size.
+    pub async fn get<W: AsyncWrite + Unpin>(&mut self, path: &str, mut dst: W) -> Result<FileInfo, Error> {
+        let h = self.handle()?;
+        let bindings = self.bindings.clone();
+        let api = bindings.orchestrator_connector_connector();
+        let r = api.session().call_get_file(&mut self.store, h, path).await;
+        let reader = self.check(r)?.map_err(connector_error)?;
+        let result = async {
+            let r = api.file_reader().call_info(&mut self.store, reader).await;
+            let i = self.check(r)?;
+            loop {
+                let r = api.file_reader().call_read(&mut self.store, reader, CHUNK as u32).await;
+                match self.check(r)?.map_err(connector_error)? {
+                    Some(chunk) => dst.write_all(&chunk).await?,
+                    None => break,
+                }
+            }
+            dst.flush().await?;
+            Ok(FileInfo { mode: i.mode, uid: i.uid, gid: i.gid, size: i.size })
+        }
+        .await;
+        self.drop_resource(reader).await;
+        result
+    }
+
+    /// Disconnects.
+    pub async fn close(mut self) {
+        if let Some(h) = self.session.take() {
+            self.drop_resource(h).await;
+        }
+    }
+
+    async fn drop_resource(&mut self, r: ResourceAny) {
+        if let Err(e) = r.resource_drop_async(&mut self.store).await {
+            tracing::debug!("dropping a guest resource failed: {e:#}");
+        }
+    }
+
+    /// Turns a trap into [`Error::Guest`] and retires the session: a store
+    /// is never used again after a trap.
+    fn check<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Error> {
+        if r.is_err() {
+            self.session = None;
+        }
+        guest(&self.store, r)
+    }
+}
+
+fn guest<T>(store: &Store<State>, r: wasmtime::Result<T>) -> Result<T, Error> {
+    r.map_err(|e| {
+        let stderr = store.data().stderr.contents();
+        let stderr = String::from_utf8_lossy(&stderr);
+        let stderr = stderr.trim();
+        if stderr.is_empty() {
+            Error::Guest(format!("{e:#}"))
+        } else {
+            Error::Guest(format!("{e:#} ({stderr})"))
+        }
+    })
+}
+
+fn connector_error(e: wit::Error) -> Error {
+    let (kind, message) = match e {
+        wit::Error::Inventory(m) => (ErrorKind::Inventory, m),
+        wit::Error::Connect(m) => (ErrorKind::Connect, m),
+        wit::Error::NotFound(m) => (ErrorKind::NotFound, m),
+        wit::Error::NotRunning(m) => (ErrorKind::NotRunning, m),
+        wit::Error::Permission(m) => (ErrorKind::Permission, m),
+        wit::Error::Timeout(m) => (ErrorKind::Timeout, m),
+        wit::Error::InvalidInput(m) => (ErrorKind::InvalidInput, m),
+        wit::Error::Protocol(m) => (ErrorKind::Protocol, m),
+        wit::Error::Transport(m) => (ErrorKind::Transport, m),
+        wit::Error::Unsupported(m) => (ErrorKind::Unsupported, m),
+    };
+    Error::Connector { kind, message }
+}
+
+/// Everything a session's store holds.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    remotes: Arc<Remotes>,
+    limits: StoreLimits,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
+    }
+}
+
+impl lxd_remotes::Host for State {
+    fn resolve(&mut self, name: Option<String>) -> Result<lxd_remotes::Remote, lxd_remotes::ResolveError> {
+        use crate::policy::ResolveError as E;
+        match self.remotes.resolve(name.as_deref()) {
+            Ok(r) => Ok(lxd_remotes::Remote { name: r.name, authority: r.authority, project: r.project }),
+            Err(E::Unknown(m)) => Err(lxd_remotes::ResolveError::Unknown(m)),
+            Err(E::Unsupported(m)) => Err(lxd_remotes::ResolveError::Unsupported(m)),
+            Err(E::Config(m)) => Err(lxd_remotes::ResolveError::Config(m)),
+        }
+    }
+}

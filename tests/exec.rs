@@ -1,0 +1,150 @@
+//! Running commands in a real LXD instance through the component.
+
+mod common;
+
+use common::*;
+use lxd_connector::{ErrorKind, RunOptions};
+
+fn opts() -> RunOptions {
+    RunOptions::default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_come_back_exactly_including_signals() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    assert_eq!(s.run("true", &opts()).await.unwrap().exit_code, 0);
+    assert_eq!(s.run("false", &opts()).await.unwrap().exit_code, 1);
+    assert_eq!(s.run("exit 42", &opts()).await.unwrap().exit_code, 42);
+    assert_eq!(s.run("kill -9 $$", &opts()).await.unwrap().exit_code, 137);
+    assert_eq!(s.run("kill -TERM $$", &opts()).await.unwrap().exit_code, 143);
+    assert_eq!(s.run("no-such-command-here", &opts()).await.unwrap().exit_code, 127);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdout_and_stderr_are_byte_exact_with_every_byte_value_and_cr() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let data = all_bytes();
+    let path = format!("/tmp/{}", unique("allbytes"));
+    s.put(&path, Default::default(), &data[..]).await.unwrap();
+    let out = s.run(&format!("cat {path}; cat {path} >&2; cat {path}; rm {path}"), &opts()).await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert_eq!(out.stdout, [data.clone(), data.clone()].concat());
+    assert_eq!(out.stderr, data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_without_trailing_newline_and_empty_output_are_kept() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let out = s.run("printf 'a\\r\\nb'", &opts()).await.unwrap();
+    assert_eq!(out.stdout, b"a\r\nb");
+    assert!(out.stderr.is_empty());
+    let out = s.run("true", &opts()).await.unwrap();
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_runs_in_exactly_one_shell_layer() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    // Quotes, globs, pipes and $-expansion are the shell's: passed as is.
+    let out = s.run("X='a  b'; echo \"$X\" | tr a z; echo '$HOME'", &opts()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "z  b\n$HOME\n");
+    // One layer: the shell that runs the command got it verbatim as its
+    // `-c` argument (a second layer would show an outer wrapper here).
+    let cmd = "tr '\\0' '|' < /proc/$$/cmdline; echo";
+    let out = s.run(cmd, &opts()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("sh|-c|{cmd}|\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_cwd_user_and_group_apply() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let o = RunOptions {
+        env: vec![("GREETING".into(), "hello world".into()), ("EMPTY".into(), String::new())],
+        cwd: Some("/home/tester".into()),
+        user: Some(1000),
+        group: Some(1000),
+        ..opts()
+    };
+    let out = s.run("echo \"$GREETING|${EMPTY-unset}|$(pwd)|$(id -u)|$(id -g)\"", &o).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world||/home/tester|1000|1000\n");
+    // Defaults are LXD's: root in /root.
+    let out = s.run("echo \"$(pwd)|$(id -u)|$HOME\"", &opts()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/root|0|/root\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_reaches_the_command_byte_exact_and_leaves_no_file() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let data = all_bytes();
+    let o = RunOptions { stdin: Some(data.clone()), ..opts() };
+    let out = s.run("cat; echo \"args:$#\" >&2", &o).await.unwrap();
+    assert_eq!(out.stdout, data);
+    assert_eq!(out.stderr, b"args:0\n", "the wrapper's arguments are hidden from the command");
+    let out = s.run("ls -a /tmp | grep -c lxd-connector-stdin || true", &opts()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    // As another user, the input is still readable.
+    let o = RunOptions { stdin: Some(b"as tester".to_vec()), user: Some(1000), group: Some(1000), ..opts() };
+    let out = s.run("cat; id -u", &o).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "as tester1000\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_leaves_no_log_files_on_the_server() {
+    // c2 is this test's alone: no other test in this binary runs there.
+    let before = exec_logs("c2");
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c2")).await.unwrap();
+    for i in 0..10 {
+        let out = s.run(&format!("echo {i}; echo e >&2; exit {}", i % 3), &opts()).await.unwrap();
+        assert_eq!(out.exit_code, i % 3);
+    }
+    s.run("no-such-command", &opts()).await.unwrap();
+    assert_eq!(exec_logs("c2"), before, "exec logs left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_serves_a_whole_session() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    for _ in 0..5 {
+        s.run("true", &opts()).await.unwrap();
+    }
+    s.put("/tmp/one-conn", Default::default(), &b"x"[..]).await.unwrap();
+    s.get("/tmp/one-conn", Vec::new()).await.unwrap();
+    assert_eq!(rt.connections_opened(REMOTE), 1);
+    // A further session on the same remote reuses the idle connection.
+    let mut s2 = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    s2.run("true", &opts()).await.unwrap();
+    assert_eq!(rt.connections_opened(REMOTE), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_over_its_timeout_fails_with_a_timeout_error() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let start = std::time::Instant::now();
+    let o = RunOptions { timeout_ms: Some(1000), ..opts() };
+    let err = s.run("sleep 4", &o).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Timeout), "{err}");
+    assert!(err.to_string().contains("did not finish within 1 s"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(3), "{:?}", start.elapsed());
+    // The session stays usable.
+    assert_eq!(s.run("echo ok", &opts()).await.unwrap().stdout, b"ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_run_options_are_rejected_before_sending() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let o = RunOptions { env: vec![("A=B".into(), "x".into())], ..opts() };
+    assert_eq!(s.run("true", &o).await.unwrap_err().kind(), Some(ErrorKind::InvalidInput));
+    let o = RunOptions { cwd: Some("relative/dir".into()), ..opts() };
+    assert_eq!(s.run("true", &o).await.unwrap_err().kind(), Some(ErrorKind::InvalidInput));
+    assert_eq!(s.run("echo a\0b", &opts()).await.unwrap_err().kind(), Some(ErrorKind::InvalidInput));
+}

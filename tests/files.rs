@@ -1,0 +1,96 @@
+//! Moving files in and out of a real LXD instance through the component.
+
+mod common;
+
+use common::*;
+use lxd_connector::{ErrorKind, PutOptions, RunOptions};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_put_and_get_round_trip_with_mode_and_owner() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    // 3 MiB + every byte value: several chunks each way.
+    let mut data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    data.extend(all_bytes());
+    let path = format!("/tmp/{}.bin", unique("roundtrip"));
+    let opts = PutOptions { mode: Some(0o751), uid: Some(1000), gid: Some(1000) };
+    let written = s.put(&path, opts, &data[..]).await.unwrap();
+    assert_eq!(written, data.len() as u64);
+
+    let mut back = Vec::new();
+    let info = s.get(&path, &mut back).await.unwrap();
+    assert!(back == data, "content differs after the round trip");
+    assert_eq!((info.mode, info.uid, info.gid, info.size), (0o751, 1000, 1000, Some(data.len() as u64)));
+
+    // Checked independently inside the instance.
+    let out = s.run(&format!("stat -c '%a %u %g %s' {path}; rm {path}"), &RunOptions::default()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("751 1000 1000 {}", data.len()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_defaults_to_root_owned_0644_and_empty_files_work() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let path = format!("/tmp/{}", unique("empty"));
+    s.put(&path, PutOptions::default(), &b""[..]).await.unwrap();
+    let out = s.run(&format!("stat -c '%a %u %g %s' {path}; rm {path}"), &RunOptions::default()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "644 0 0 0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_with_spaces_unicode_and_query_characters_are_encoded() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let path = format!("/tmp/{} a b ç?&=#%+.txt", unique("odd"));
+    s.put(&path, PutOptions::default(), &b"odd"[..]).await.unwrap();
+    let mut back = Vec::new();
+    s.get(&path, &mut back).await.unwrap();
+    assert_eq!(back, b"odd");
+    let o = RunOptions { env: vec![("P".into(), path.clone())], ..RunOptions::default() };
+    let out = s.run("cat \"$P\" && rm \"$P\"", &o).await.unwrap();
+    assert_eq!(out.stdout, b"odd", "the file landed under its exact name");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_of_a_directory_or_symlink_is_a_clear_error_not_a_listing() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let mut sink = Vec::new();
+    let err = s.get("/etc", &mut sink).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
+    assert!(err.to_string().contains("is a directory"), "{err}");
+    assert!(sink.is_empty(), "a listing leaked into the output");
+
+    let link = format!("/tmp/{}", unique("link"));
+    s.run(&format!("ln -s /etc/passwd {link}"), &RunOptions::default()).await.unwrap();
+    let err = s.get(&link, &mut sink).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
+    assert!(err.to_string().contains("symbolic link") && err.to_string().contains("/etc/passwd"), "{err}");
+    assert!(sink.is_empty());
+    s.run(&format!("rm {link}"), &RunOptions::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_files_and_parents_are_not_found_errors() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let err = s.get("/no/such/file", Vec::new()).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound), "{err}");
+    let err = s.put("/no/such/dir/file", PutOptions::default(), &b"data"[..]).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound), "{err}");
+    assert!(err.to_string().contains("parent folder does not exist"), "{err}");
+    // The session survives both.
+    assert_eq!(s.run("echo ok", &RunOptions::default()).await.unwrap().stdout, b"ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_paths_and_bad_modes_are_rejected_before_sending() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let err = s.put("tmp/x", PutOptions::default(), &b"x"[..]).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
+    let err = s.get("etc/passwd", Vec::new()).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
+    let err = s.put("/tmp/x", PutOptions { mode: Some(0o10000), ..Default::default() }, &b"x"[..]).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
+}
