@@ -85,8 +85,8 @@ impl Pool {
 
         let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let mut request = request;
-        let (mut sender, response) = loop {
-            let (mut sender, reused) = match self.take_idle() {
+        let (sender, response) = loop {
+            let (mut sender, reused) = match self.take_idle().await {
                 Some(sender) => (sender, true),
                 None => (self.connect(connect_timeout).await?, false),
             };
@@ -108,25 +108,23 @@ impl Pool {
                 Err(e) => return Err(lost(e.into_error())),
             }
         };
-        let pool = self.clone();
-        tokio::spawn(async move {
-            // Ready again once the body was read to its end; a body dropped
-            // half-read closes the connection and it is not reused.
-            if sender.ready().await.is_ok() {
-                pool.put_idle(sender);
-            }
-        });
-        Ok(response.map(|body| body.map_err(HttpError::from).boxed_unsync()))
+        // The connection goes back to the pool the moment its response body
+        // ends, before the guest sees the end: the guest's next request
+        // then always finds it (a task waiting on `ready()` would race).
+        let slot = Some((sender, self.clone()));
+        Ok(response.map(|body| ReturnOnEnd { inner: body, slot }.boxed_unsync()))
     }
 
-    fn take_idle(&self) -> Option<SendRequest<WasiBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() && sender.is_ready() {
+    /// An idle connection that is ready for a request. A connection comes
+    /// back at the end of a response body, when hyper may still be
+    /// finishing that message: `ready()` waits for that moment.
+    async fn take_idle(&self) -> Option<SendRequest<WasiBody>> {
+        loop {
+            let mut sender = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if !sender.is_closed() && sender.ready().await.is_ok() {
                 return Some(sender);
             }
         }
-        None
     }
 
     fn put_idle(&self, sender: SendRequest<WasiBody>) {
@@ -189,5 +187,56 @@ fn lost(e: hyper::Error) -> HttpError {
         HttpError::ConnectionTerminated
     } else {
         HttpError::Hyper(e)
+    }
+}
+
+/// A response body that hands its connection back to the pool when it ends.
+struct ReturnOnEnd {
+    inner: hyper::body::Incoming,
+    slot: Option<(SendRequest<WasiBody>, Arc<Pool>)>,
+}
+
+impl ReturnOnEnd {
+    fn give_back(&mut self) {
+        if let Some((sender, pool)) = self.slot.take() {
+            pool.put_idle(sender);
+        }
+    }
+}
+
+impl http_body::Body for ReturnOnEnd {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None) => self.give_back(),
+            // A broken body leaves a connection no one may reuse.
+            std::task::Poll::Ready(Some(Err(_))) => self.slot = None,
+            _ => {}
+        }
+        polled.map_err(HttpError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ReturnOnEnd {
+    fn drop(&mut self) {
+        // A body dropped at its very end (e.g. an empty one never polled)
+        // leaves a reusable connection; one dropped half-read does not.
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.give_back();
+        }
     }
 }
