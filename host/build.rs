@@ -20,6 +20,17 @@ fn main() {
         }
         None => build_guest(&out_dir),
     };
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let sources = match env::var_os("LXD_CONNECTOR_GUEST_WASM").filter(|v| !v.is_empty()) {
+        Some(_) => "prebuilt".to_string(),
+        None => format!("{:016x}", sources_hash(&root)),
+    };
+    // Lets a test prove the embedded component was built from the sources
+    // as they are now (a stale one once hid a fix).
+    println!("cargo:rustc-env=LXD_CONNECTOR_GUEST_SOURCES_HASH={sources}");
     let dest = out_dir.join("connector.wasm");
     if let Err(e) = std::fs::copy(&wasm, &dest) {
         fail(&format!("cannot copy the guest component {}: {e}", wasm.display()));
@@ -31,7 +42,7 @@ fn build_guest(out_dir: &Path) -> PathBuf {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ lives in the workspace").to_path_buf();
     for p in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", root.join(p).display());
+        watch(&root.join(p));
     }
     // A target folder of its own: the outer cargo holds the lock on its own.
     let target_dir = out_dir.join("guest-target");
@@ -63,6 +74,43 @@ fn build_guest(out_dir: &Path) -> PathBuf {
         );
     }
     target_dir.join("wasm32-wasip2/guest/lxd_connector_guest.wasm")
+}
+
+/// FNV-1a over the paths and contents of the files the guest is built
+/// from, in a stable order. `host/src/runtime.rs` computes the same.
+fn sources_hash(root: &Path) -> u64 {
+    let mut files = Vec::new();
+    for p in ["guest/src", "guest/Cargo.toml", "wit"] {
+        collect(&root.join(p), &mut files);
+    }
+    files.sort();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(&f).to_string_lossy().into_owned();
+        for b in rel.bytes().chain(std::fs::read(&f).unwrap_or_default()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().for_each(|e| collect(&e.path(), out)),
+        Err(_) if path.is_file() => out.push(path.to_path_buf()),
+        Err(_) => {}
+    }
+}
+
+/// Watches a file, or every file below a folder: a folder alone is not
+/// enough for cargo to notice an edited file inside it.
+fn watch(path: &Path) {
+    println!("cargo:rerun-if-changed={}", path.display());
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            watch(&entry.path());
+        }
+    }
 }
 
 fn fail(msg: &str) -> ! {

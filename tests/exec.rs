@@ -161,3 +161,17 @@ async fn back_to_back_execs_never_trap_on_a_body_the_host_already_ended() {
         assert_eq!(out.stdout, format!("{i}\n").into_bytes());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_further_session_on_a_known_remote_costs_one_request() {
+    let rt = runtime();
+    let mut first = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let after_first = rt.requests_sent(REMOTE);
+    assert_eq!(after_first, 2, "first connect: GET /1.0 and the instance");
+    let mut second = rt.connect(&format!("{REMOTE}:c2")).await.unwrap();
+    assert_eq!(rt.requests_sent(REMOTE) - after_first, 1, "server facts come from the host's memo");
+    // The remembered facts still describe the server.
+    let facts = second.describe().await.unwrap();
+    assert!(facts.contains(&("auth".to_string(), "trusted".to_string())), "{facts:?}");
+    assert_eq!(first.run("echo a", &opts()).await.unwrap().stdout, b"a\n");
+}

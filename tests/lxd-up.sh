@@ -26,7 +26,8 @@ ALIAS=busybox-test
 LOGDIR=/var/log/lxd-connector-test
 STATEDIR=/var/lib/lxd-connector-test
 PIDFILE=/run/lxd-connector-test.pid
-RUNNING=(c1 c2)
+# p1..p8 are for the pyinfra tests (deploys, parallelism); c1 and c2 for the rest.
+RUNNING=(c1 c2 p1 p2 p3 p4 p5 p6 p7 p8)
 STOPPED=(stopped1)
 read -r -a EXTRA <<<"${LXD_TEST_CONTAINERS:-}"
 

@@ -44,7 +44,8 @@ impl wit::Guest for Component {
         let remote = lxd_remotes::resolve(remote_name.as_deref()).map_err(resolve_error)?;
         let project = get("project").unwrap_or(remote.project);
         validate_project(&project).map_err(Error::Inventory)?;
-        let inst = lxd::connect(WasiHttp::new(remote.authority), &remote.name, &project, &instance)?;
+        let cache = HostCache { remote: remote.name.clone() };
+        let inst = lxd::connect_cached(WasiHttp::new(remote.authority), &remote.name, &project, &instance, &cache)?;
         Ok(wit::Session::new(Session { inst }))
     }
 }
@@ -108,6 +109,27 @@ impl wit::GuestFileReader for Reader {
 
     fn read(&self, max_bytes: u32) -> Result<Option<Vec<u8>>, wit::Error> {
         Ok(self.0.borrow_mut().read(max_bytes as usize)?)
+    }
+}
+
+/// Server facts kept by the host across sessions, per remote.
+struct HostCache {
+    remote: String,
+}
+
+const SERVER_INFO_KEY: &str = "server-info";
+
+impl lxd::ServerCache for HostCache {
+    fn recall(&self) -> Option<lxd::ServerInfo> {
+        let text = lxd_remotes::recall(&self.remote, SERVER_INFO_KEY)?;
+        // Anything unreadable is as good as nothing: the server is checked again.
+        serde_json::from_str(&text).ok()
+    }
+
+    fn remember(&self, info: &lxd::ServerInfo) {
+        if let Ok(text) = serde_json::to_string(info) {
+            lxd_remotes::remember(&self.remote, SERVER_INFO_KEY, &text);
+        }
     }
 }
 

@@ -57,7 +57,7 @@ pub struct FileInfo {
 }
 
 /// What `GET /1.0` told us about the server.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServerInfo {
     pub auth: String,
     pub api_version: String,
@@ -77,9 +77,41 @@ pub struct Instance<H: Http> {
     kind: String,
 }
 
+/// Where the server facts checked at a first connect are kept, so that later
+/// connects to the same remote cost one request instead of two.
+pub trait ServerCache {
+    /// The facts remembered for this remote, if any.
+    fn recall(&self) -> Option<ServerInfo>;
+    /// Remembers the facts of a server that passed the checks.
+    fn remember(&self, info: &ServerInfo);
+}
+
+/// A cache that remembers nothing: every connect checks the server.
+pub struct NoCache;
+
+impl ServerCache for NoCache {
+    fn recall(&self) -> Option<ServerInfo> {
+        None
+    }
+    fn remember(&self, _: &ServerInfo) {}
+}
+
 /// Checks the server (trusted, exec recording available) and the instance
 /// (exists, running), and returns the instance handle.
 pub fn connect<H: Http>(http: H, remote: &str, project: &str, name: &str) -> Result<Instance<H>, Error> {
+    connect_cached(http, remote, project, name, &NoCache)
+}
+
+/// [`connect`], skipping `GET /1.0` when `cache` holds facts of a server
+/// that already passed the checks. A client that lost the server's trust
+/// since then gets a permission error from the instance request instead.
+pub fn connect_cached<H: Http>(
+    http: H,
+    remote: &str,
+    project: &str,
+    name: &str,
+    cache: &dyn ServerCache,
+) -> Result<Instance<H>, Error> {
     let mut inst = Instance {
         http,
         remote: remote.to_string(),
@@ -89,7 +121,11 @@ pub fn connect<H: Http>(http: H, remote: &str, project: &str, name: &str) -> Res
         status: String::new(),
         kind: String::new(),
     };
-    inst.server = inst.server_info()?;
+    let cached = cache.recall();
+    inst.server = match &cached {
+        Some(info) => info.clone(),
+        None => inst.server_info()?,
+    };
     if inst.server.auth != "trusted" {
         return Err(Error::Permission(format!(
             "remote '{remote}' does not trust this client's certificate (auth: {}). On the server, \
@@ -104,8 +140,19 @@ pub fn connect<H: Http>(http: H, remote: &str, project: &str, name: &str) -> Res
             inst.server.server_version
         )));
     }
+    if cached.is_none() {
+        cache.remember(&inst.server);
+    }
     let what = format!("instance '{name}' on remote '{remote}' (project '{project}')");
-    let meta = inst.get_json(&inst.url(&format!("/1.0/instances/{}", encode(name)), &[]), &what)?;
+    let meta = inst
+        .get_json(&inst.url(&format!("/1.0/instances/{}", encode(name)), &[]), &what)
+        .map_err(|e| match e {
+            Error::Permission(m) => Error::Permission(format!(
+                "{m}; remote '{remote}' may no longer trust this client's certificate: on the \
+                 server, run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here"
+            )),
+            other => other,
+        })?;
     inst.status = str_field(&meta, "status").to_string();
     inst.kind = str_field(&meta, "type").to_string();
     if inst.status != "Running" {

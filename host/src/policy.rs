@@ -49,7 +49,14 @@ pub struct Remotes {
 struct Table {
     by_name: HashMap<String, (String, Arc<Pool>)>,
     by_authority: HashMap<String, Arc<Pool>>,
+    /// Small values the guest remembers per resolved remote.
+    memo: HashMap<(String, String), String>,
 }
+
+/// Largest value [`Remotes::remember`] keeps.
+pub const MEMO_VALUE_LIMIT: usize = 64 * 1024;
+/// Most keys [`Remotes::remember`] keeps per remote.
+pub const MEMO_KEYS_PER_REMOTE: usize = 16;
 
 impl Remotes {
     /// A table over the lxc client config in `config_dir`, read on first use.
@@ -100,6 +107,27 @@ impl Remotes {
         table.by_authority.insert(authority.clone(), pool.clone());
         table.by_name.insert(remote.name.clone(), (authority.clone(), pool));
         Ok(ResolvedRemote { name: remote.name.clone(), authority, project: remote.project.clone() })
+    }
+
+    /// Keeps `value` for a remote the guest resolved; silently drops values
+    /// over [`MEMO_VALUE_LIMIT`], keys beyond [`MEMO_KEYS_PER_REMOTE`] and
+    /// remotes never resolved, so a guest cannot grow host memory at will.
+    pub fn remember(&self, remote: &str, key: &str, value: &str) {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if value.len() > MEMO_VALUE_LIMIT || key.len() > 256 || !table.by_name.contains_key(remote) {
+            return;
+        }
+        let id = (remote.to_string(), key.to_string());
+        let keys = table.memo.keys().filter(|(r, _)| r == remote).count();
+        if table.memo.contains_key(&id) || keys < MEMO_KEYS_PER_REMOTE {
+            table.memo.insert(id, value.to_string());
+        }
+    }
+
+    /// What [`Remotes::remember`] kept for a remote and key.
+    pub fn recall(&self, remote: &str, key: &str) -> Option<String> {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.memo.get(&(remote.to_string(), key.to_string())).cloned()
     }
 
     /// The pool behind an authority handed out by [`Remotes::resolve`].

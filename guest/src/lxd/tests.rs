@@ -1145,3 +1145,66 @@ fn get_file_rejects_a_relative_path_before_sending() {
     assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
     assert!(fake.sent().is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// connect with remembered server facts
+// ---------------------------------------------------------------------------
+
+/// A cache that records what it was asked to remember.
+#[derive(Default)]
+struct MemoryCache(RefCell<Option<ServerInfo>>);
+
+impl ServerCache for MemoryCache {
+    fn recall(&self) -> Option<ServerInfo> {
+        self.0.borrow().clone()
+    }
+    fn remember(&self, info: &ServerInfo) {
+        *self.0.borrow_mut() = Some(info.clone());
+    }
+}
+
+#[test]
+fn connect_remembers_a_trusted_server_and_later_connects_skip_get_1_0() {
+    let cache = MemoryCache::default();
+    let fake = FakeHttp::new();
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", EXTENSIONS));
+    fake.reply_json(Method::Get, "/1.0/instances/c1", 200, instance_doc("c1", "default", "Running"));
+    assert!(connect_cached(fake.clone(), "prod", "default", "c1", &cache).is_ok());
+    let remembered = cache.recall().expect("the checked facts are remembered");
+    assert_eq!(remembered.auth, "trusted");
+
+    let fake = FakeHttp::new();
+    fake.reply_json(Method::Get, "/1.0/instances/c1", 200, instance_doc("c1", "default", "Running"));
+    let inst = match connect_cached(fake.clone(), "prod", "default", "c1", &cache) {
+        Ok(inst) => inst,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(fake.requests(), vec![(Method::Get, "/1.0/instances/c1?project=default".to_string())]);
+    assert!(inst.describe().contains(&("auth".to_string(), "trusted".to_string())));
+    fake.assert_script_used();
+}
+
+#[test]
+fn connect_never_remembers_an_untrusted_server() {
+    let cache = MemoryCache::default();
+    let fake = FakeHttp::new();
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("untrusted", EXTENSIONS));
+    assert!(matches!(connect_cached(fake, "prod", "default", "c1", &cache), Err(Error::Permission(_))));
+    assert!(cache.recall().is_none());
+}
+
+#[test]
+fn connect_with_remembered_facts_explains_a_lost_trust() {
+    let cache = MemoryCache::default();
+    cache.remember(&ServerInfo { auth: "trusted".into(), extensions: vec![EXEC_RECORDING.into()], ..Default::default() });
+    let fake = FakeHttp::new();
+    fake.reply_json(
+        Method::Get,
+        "/1.0/instances/c1",
+        403,
+        json!({"type": "error", "error_code": 403, "error": "not authorized", "metadata": null}),
+    );
+    let e = err(connect_cached(fake, "prod", "default", "c1", &cache));
+    let Error::Permission(msg) = &e else { panic!("expected Permission, got {e:?}") };
+    assert!(msg.contains("not authorized") && msg.contains("lxc config trust add"), "{msg}");
+}
