@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod hooks;

@@ -26,6 +26,10 @@ struct Cli {
     /// The lxc client config folder (default: $LXD_CONF, ~/.config/lxc, or snap's).
     #[arg(long, global = true, env = "LXD_CONF", value_name = "DIR", hide_env_values = true)]
     config_dir: Option<PathBuf>,
+    /// Compile the component at every start instead of caching it
+    /// (cache: $LXD_CONNECTOR_CACHE_DIR, else ~/.cache/lxd-connector).
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// Use this LXD project instead of the remote's default.
     #[arg(long, global = true, value_name = "NAME")]
     project: Option<String>,
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> Result<u8> {
     let runtime = Runtime::new(RuntimeOptions {
         component: cli.component.clone(),
         config_dir: cli.config_dir.clone(),
+        cache_dir: if cli.no_cache { None } else { lxd_connector::cache::default_dir() },
         ..RuntimeOptions::default()
     })?;
     let project = cli.project.as_deref();

@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
+use crate::cache::{self, Origin};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::hooks::Hooks;
@@ -49,11 +50,14 @@ pub struct RuntimeOptions {
     pub config_dir: Option<PathBuf>,
     /// Cap on each session's guest linear memory, in bytes.
     pub memory_limit: usize,
+    /// Keep compiled components here (see [`crate::cache`]); `None`
+    /// compiles at every start.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { component: None, config_dir: None, memory_limit: DEFAULT_MEMORY_LIMIT }
+        RuntimeOptions { component: None, config_dir: None, memory_limit: DEFAULT_MEMORY_LIMIT, cache_dir: None }
     }
 }
 
@@ -63,6 +67,7 @@ pub struct Runtime {
     pre: bindings::LxdConnectorPre<State>,
     remotes: Arc<Remotes>,
     memory_limit: usize,
+    origin: Origin,
 }
 
 /// How to run one command.
@@ -143,11 +148,19 @@ impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
         let config = Config::new();
         let engine = Engine::new(&config).map_err(|e| Error::Load(format!("{e:#}")))?;
-        let component = match &options.component {
-            Some(path) => Component::from_file(&engine, path)
-                .map_err(|e| Error::Load(format!("{}: {e:#}", path.display())))?,
-            None => Component::new(&engine, EMBEDDED_COMPONENT).map_err(|e| Error::Load(format!("{e:#}")))?,
+        let file;
+        let (wasm, name): (&[u8], String) = match &options.component {
+            Some(path) => {
+                file = std::fs::read(path).map_err(|e| Error::Load(format!("{}: {e}", path.display())))?;
+                (&file, path.display().to_string())
+            }
+            None => (EMBEDDED_COMPONENT, "the built-in component".to_string()),
         };
+        let (component, origin) = match &options.cache_dir {
+            Some(dir) => cache::load(&engine, wasm, dir),
+            None => Component::new(&engine, wasm).map(|c| (c, Origin::Compiled)),
+        }
+        .map_err(|e| Error::Load(format!("{name}: {e:#}")))?;
         let mut linker: Linker<State> = Linker::new(&engine);
         let link = |e: wasmtime::Error| Error::Load(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
@@ -156,7 +169,18 @@ impl Runtime {
         let pre = linker.instantiate_pre(&component).map_err(|e| Error::Load(format!("{e:#}")))?;
         let pre = bindings::LxdConnectorPre::new(pre).map_err(|e| Error::Load(format!("{e:#}")))?;
         let config_dir = options.config_dir.unwrap_or_else(ClientConfig::locate);
-        Ok(Runtime { engine, pre, remotes: Arc::new(Remotes::new(config_dir)), memory_limit: options.memory_limit })
+        Ok(Runtime {
+            engine,
+            pre,
+            remotes: Arc::new(Remotes::new(config_dir)),
+            memory_limit: options.memory_limit,
+            origin,
+        })
+    }
+
+    /// Whether the component was compiled now or loaded from the cache.
+    pub fn component_origin(&self) -> Origin {
+        self.origin
     }
 
     /// The lxc client config folder in use.
