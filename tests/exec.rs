@@ -118,10 +118,29 @@ async fn one_connection_serves_a_whole_session() {
     s.put("/tmp/one-conn", Default::default(), &b"x"[..]).await.unwrap();
     s.get("/tmp/one-conn", Vec::new()).await.unwrap();
     assert_eq!(rt.connections_opened(REMOTE), 1);
-    // A further session on the same remote reuses the idle connection.
-    let mut s2 = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    // A later session on the same remote reuses the connection.
+    drop(s);
+    let mut s2 = rt.connect(&format!("{REMOTE}:c2")).await.unwrap();
     s2.run("true", &opts()).await.unwrap();
     assert_eq!(rt.connections_opened(REMOTE), 1);
+    // A session open at the same time gets its own, so one session's long
+    // command never holds up another's.
+    let mut s3 = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    s3.run("true", &opts()).await.unwrap();
+    assert_eq!(rt.connections_opened(REMOTE), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_command_in_one_session_does_not_hold_up_another() {
+    let rt = std::sync::Arc::new(runtime());
+    let mut slow = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let mut fast = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let long = tokio::spawn(async move { slow.run("sleep 3; echo slow", &RunOptions::default()).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let start = std::time::Instant::now();
+    assert_eq!(fast.run("echo fast", &opts()).await.unwrap().stdout, b"fast\n");
+    assert!(start.elapsed() < std::time::Duration::from_secs(2), "{:?}", start.elapsed());
+    assert_eq!(long.await.unwrap().unwrap().stdout, b"slow\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,4 +193,38 @@ async fn a_further_session_on_a_known_remote_costs_one_request() {
     let facts = second.describe().await.unwrap();
     assert!(facts.contains(&("auth".to_string(), "trusted".to_string())), "{facts:?}");
     assert_eq!(first.run("echo a", &opts()).await.unwrap().stdout, b"a\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_exec_takes_two_round_trips_with_or_without_stdin() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let before = rt.round_trips(REMOTE);
+    let out = s.run("echo out; echo err >&2; exit 3", &opts()).await.unwrap();
+    assert_eq!((out.exit_code, &out.stdout[..], &out.stderr[..]), (3, &b"out\n"[..], &b"err\n"[..]));
+    assert_eq!(rt.round_trips(REMOTE) - before, 2, "POST, then wait + 2 log reads + 2 deletes pipelined");
+
+    let before = rt.round_trips(REMOTE);
+    let o = RunOptions { stdin: Some(b"input".to_vec()), ..opts() };
+    assert_eq!(s.run("cat", &o).await.unwrap().stdout, b"input");
+    assert_eq!(rt.round_trips(REMOTE) - before, 2, "the stdin upload rides with the POST");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipelined_log_reads_never_see_a_running_command() {
+    // Output written over time, and its last line only at the very end:
+    // logs read before the command ended would miss it.
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let out = s.run("for i in 1 2 3; do echo $i; sleep 0.4; done; echo last >&2", &opts()).await.unwrap();
+    assert_eq!(out.stdout, b"1\n2\n3\n");
+    assert_eq!(out.stderr, b"last\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_connect_asks_server_and_instance_in_one_round_trip() {
+    let rt = runtime();
+    rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    assert_eq!(rt.round_trips(REMOTE), 1);
+    assert_eq!(rt.requests_sent(REMOTE), 2);
 }

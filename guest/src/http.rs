@@ -127,9 +127,24 @@ pub trait Upload {
 pub trait Http {
     type Body: Body;
     type Upload: Upload<Body = Self::Body>;
+    /// A request on its way whose answer has not been taken yet.
+    type Pending;
 
     /// Sends a request and returns its head once it arrives.
-    fn send(&self, request: Request) -> Result<(Head, Self::Body), HttpError>;
+    fn send(&self, request: Request) -> Result<(Head, Self::Body), HttpError> {
+        let pending = self.start(request)?;
+        self.wait(pending)
+    }
+
+    /// Sends a request without waiting for its answer. Requests started
+    /// back-to-back go out pipelined, in this order, on one connection, and
+    /// the server answers them one after the other. Answers must be taken
+    /// with [`Http::wait`] in the same order, each body read to its end
+    /// before the next answer is taken.
+    fn start(&self, request: Request) -> Result<Self::Pending, HttpError>;
+
+    /// Waits for the answer of a started request.
+    fn wait(&self, pending: Self::Pending) -> Result<(Head, Self::Body), HttpError>;
 
     /// Starts a request whose body is streamed with [`Upload::write`].
     /// `request.body` must be `None`.

@@ -121,10 +121,22 @@ pub fn connect_cached<H: Http>(
         status: String::new(),
         kind: String::new(),
     };
+    let what = format!("instance '{name}' on remote '{remote}' (project '{project}')");
+    let instance_url = inst.url(&format!("/1.0/instances/{}", encode(name)), &[]);
     let cached = cache.recall();
+    // Unknown server: its facts and the instance are asked for together,
+    // one round trip. An answer left untaken (when the server check fails)
+    // is drained by the transport.
+    let mut instance_answer = None;
     inst.server = match &cached {
         Some(info) => info.clone(),
-        None => inst.server_info()?,
+        None => {
+            let server_what = format!("remote '{remote}'");
+            let facts = inst.http.start(Request::new(Method::Get, "/1.0")).map_err(|e| Error::from_http(e, &server_what))?;
+            instance_answer =
+                Some(inst.http.start(Request::new(Method::Get, instance_url.clone())).map_err(|e| Error::from_http(e, &what))?);
+            server_info_from(&inst.take_json(facts, &server_what)?)
+        }
     };
     if inst.server.auth != "trusted" {
         return Err(Error::Permission(format!(
@@ -143,10 +155,11 @@ pub fn connect_cached<H: Http>(
     if cached.is_none() {
         cache.remember(&inst.server);
     }
-    let what = format!("instance '{name}' on remote '{remote}' (project '{project}')");
-    let meta = inst
-        .get_json(&inst.url(&format!("/1.0/instances/{}", encode(name)), &[]), &what)
-        .map_err(|e| match e {
+    let meta = match instance_answer {
+        Some(pending) => inst.take_json(pending, &what),
+        None => inst.get_json(&instance_url, &what),
+    }
+    .map_err(|e| match e {
             Error::Permission(m) => Error::Permission(format!(
                 "{m}; remote '{remote}' may no longer trust this client's certificate: on the \
                  server, run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here"
@@ -187,15 +200,23 @@ impl<H: Http> Instance<H> {
     /// deletes both log files so nothing is left on the server.
     pub fn run(&self, command: &str, opts: &RunOptions) -> Result<RunOutput, Error> {
         validate_run(command, opts)?;
-        let stdin_path = match &opts.stdin {
-            Some(data) => Some(self.upload_stdin(data, opts)?),
+        let what = format!("running a command in {}", self.who());
+        // The command's stdin is /dev/null under record-output, so the input
+        // is uploaded to a random file; the outer shell opens it, unlinks it
+        // and evaluates the command as its own single shell layer. The
+        // upload and the exec go out together: one round trip for both.
+        let stdin = match &opts.stdin {
+            Some(data) => {
+                let path = format!("/tmp/.lxd-connector-stdin.{:016x}", random_u64());
+                let mut req = self.file_request(&path, PutOptions { mode: Some(0o600), uid: opts.user, gid: opts.group })?;
+                req.body = Some(data.clone());
+                let pending = self.http.start(req).map_err(|e| Error::from_http(e, &what))?;
+                Some((path, pending))
+            }
             None => None,
         };
-        let argv: Vec<&str> = match &stdin_path {
-            // The command's stdin is /dev/null under record-output, so the
-            // input is uploaded first; the outer shell opens it, unlinks it
-            // and evaluates the command as its own single shell layer.
-            Some(path) => vec!["sh", "-c", STDIN_WRAPPER, "sh", path, command],
+        let argv: Vec<&str> = match &stdin {
+            Some((path, _)) => vec!["sh", "-c", STDIN_WRAPPER, "sh", path, command],
             None => vec!["sh", "-c", command],
         };
         let mut body = json!({
@@ -214,13 +235,33 @@ impl<H: Http> Instance<H> {
         if let Some(group) = opts.group {
             body["group"] = json!(group);
         }
-        let what = format!("running a command in {}", self.who());
         let path = self.url(&format!("/1.0/instances/{}/exec", encode(&self.name)), &[]);
-        let started = self.call(Request::new(Method::Post, path).json(&body), &what);
-        let op = match started {
-            Ok((_, op)) => op,
-            Err(err) => {
-                if let Some(path) = &stdin_path {
+        let exec = self.http.start(Request::new(Method::Post, path).json(&body));
+        let uploaded = match stdin {
+            Some((path, pending)) => match self.take_body(pending, "sending the command's standard input") {
+                Ok((head, _)) if head.status == 200 => Ok(Some(path)),
+                Ok((head, text)) => Err((
+                    path,
+                    api_error(head.status, &text, &format!("{what}: sending its standard input (is /tmp writable?)")),
+                )),
+                Err(e) => Err((path, e)),
+            },
+            None => Ok(None),
+        };
+        let exec = exec.map_err(|e| Error::from_http(e, &what)).and_then(|p| self.take_doc(p, &what));
+        let op = match (exec, uploaded) {
+            (Ok(op), Ok(_)) => op,
+            (Ok(op), Err((_, upload_error))) => {
+                // The exec went out with the upload: its wrapper fails
+                // without the input file and never runs the command. Its
+                // logs are still collected so nothing is left behind.
+                if let Some(id) = operation_id(&op) {
+                    let _ = self.finish_exec(&id, None, &what);
+                }
+                return Err(upload_error);
+            }
+            (Err(err), uploaded) => {
+                if let Ok(Some(path)) | Err((path, _)) = &uploaded {
                     self.delete_file_quietly(path);
                 }
                 return Err(err);
@@ -239,7 +280,30 @@ impl<H: Http> Instance<H> {
             params.push(("timeout", t.as_str()));
         }
         let wait = self.url(&format!("/1.0/operations/{}/wait", encode(id)), &params);
-        let op = self.get_json(&wait, what).map_err(|e| match e {
+        // LXD names the logs after the operation, so they are known now.
+        let logs = ["stdout", "stderr"]
+            .map(|s| self.url(&format!("/1.0/instances/{}/logs/exec_{}.{s}", encode(&self.name), encode(id)), &[]));
+        // Without a time limit the wait answers only once the command ended,
+        // and LXD serves pipelined requests one after the other: the log
+        // reads and deletes queued behind it can never run early. All five
+        // go out at once. With a limit the wait may answer while the command
+        // still runs, so nothing is queued behind it.
+        let pipelined = timeout_s.is_none();
+        let mut queue = vec![Request::new(Method::Get, wait)];
+        if pipelined {
+            queue.extend(logs.iter().map(|l| Request::new(Method::Get, l.clone())));
+            queue.extend(logs.iter().map(|l| Request::new(Method::Delete, l.clone())));
+        }
+        let mut pending = Vec::new();
+        for req in queue {
+            pending.push(self.http.start(req).map_err(|e| Error::from_http(e, what))?);
+        }
+        let mut pending = pending.into_iter();
+        let waited = match pending.next() {
+            Some(p) => self.take_json(p, what),
+            None => Err(Error::Protocol(format!("{what}: no wait was sent"))),
+        };
+        let op = waited.map_err(|e| match e {
             Error::Transport(m) => Error::Transport(format!(
                 "{m}; the command was started and may still be running or have run"
             )),
@@ -254,30 +318,39 @@ impl<H: Http> Instance<H> {
             )));
         }
         let meta = op.get("metadata").unwrap_or(&Value::Null);
+        let outputs = meta.get("output");
+        let named = ["1", "2"].map(|fd| {
+            let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
+            path.starts_with("/1.0/instances/").then(|| self.url(path, &[]))
+        });
+        let (stdout, stderr) = if pipelined && named[0].as_ref() == Some(&logs[0]) && named[1].as_ref() == Some(&logs[1]) {
+            let stdout = self.take_log(pending.next(), what);
+            let stderr = self.take_log(pending.next(), what);
+            pending.for_each(|p| self.drain(p));
+            (stdout, stderr)
+        } else {
+            // Whatever was queued is answered first, in order; then the
+            // logs the server named are read and deleted.
+            pending.for_each(|p| self.drain(p));
+            let [Some(out_log), Some(err_log)] = named else {
+                return Err(Error::Protocol(format!(
+                    "{what}: the command ended without naming its output logs (status {status:?}{})",
+                    error_suffix(&op)
+                )));
+            };
+            let stdout = self.read_log(&out_log, what);
+            let stderr = self.read_log(&err_log, what);
+            // Deleted even when reading failed: the server never removes them.
+            self.delete_quietly(&out_log);
+            self.delete_quietly(&err_log);
+            (stdout, stderr)
+        };
         let Some(code) = meta.get("return").and_then(Value::as_i64) else {
-            let err = str_field(&op, "err");
             return Err(Error::Protocol(format!(
                 "{what}: the command ended without an exit code (status {status:?}{})",
-                if err.is_empty() { String::new() } else { format!(", error: {err}") }
+                error_suffix(&op)
             )));
         };
-        let outputs = meta.get("output");
-        let log = |fd: &str| -> Result<String, Error> {
-            let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
-            if !path.starts_with("/1.0/instances/") {
-                return Err(Error::Protocol(format!(
-                    "{what}: the server named no valid log for fd {fd}: {path:?}"
-                )));
-            }
-            Ok(self.url(path, &[]))
-        };
-        let (out_log, err_log) = (log("1")?, log("2")?);
-        let stdout = self.read_log(&out_log, what);
-        let stderr = self.read_log(&err_log, what);
-        // Logs are deleted even when reading failed: the server never
-        // removes them by itself.
-        self.delete_quietly(&out_log);
-        self.delete_quietly(&err_log);
         Ok(RunOutput {
             exit_code: i32::try_from(code).map_err(|_| {
                 Error::Protocol(format!("{what}: exit code {code} out of range"))
@@ -287,23 +360,48 @@ impl<H: Http> Instance<H> {
         })
     }
 
+    /// Takes a pipelined log read's answer.
+    fn take_log(&self, pending: Option<H::Pending>, what: &str) -> Result<Vec<u8>, Error> {
+        let pending = pending.ok_or_else(|| Error::Protocol(format!("{what}: a log read was not sent")))?;
+        let (head, data) = self.take_body(pending, what)?;
+        if head.status != 200 {
+            return Err(api_error(head.status, &data, &format!("{what}: reading its output")));
+        }
+        Ok(data)
+    }
+
+    /// Takes an answer nobody needs, keeping the pipeline in step.
+    fn drain(&self, pending: H::Pending) {
+        let _ = self.take_body(pending, "");
+    }
+
+    /// Takes an answer and reads its whole body.
+    fn take_body(&self, pending: H::Pending, what: &str) -> Result<(Head, Vec<u8>), Error> {
+        let (head, mut body) = self.http.wait(pending).map_err(|e| Error::from_http(e, what))?;
+        let data = body.read_to_end(LOG_LIMIT).map_err(|e| Error::from_http(e, what))?;
+        Ok((head, data))
+    }
+
+    /// Takes an answer's `metadata`, mapping error answers.
+    fn take_json(&self, pending: H::Pending, what: &str) -> Result<Value, Error> {
+        self.take_doc(pending, what).map(|doc| doc.get("metadata").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Takes an answer as a whole LXD JSON document, mapping error answers.
+    fn take_doc(&self, pending: H::Pending, what: &str) -> Result<Value, Error> {
+        let (head, data) = self.take_body(pending, what)?;
+        if head.status >= 400 {
+            return Err(api_error(head.status, &data, what));
+        }
+        let doc: Value = serde_json::from_slice(&data).map_err(|e| {
+            Error::Protocol(format!("{what}: the server's answer (HTTP {}) is not JSON: {e}", head.status))
+        })?;
+        Ok(doc)
+    }
+
     /// Starts writing `path`; the content follows through the writer.
     pub fn put_file(&self, path: &str, opts: PutOptions) -> Result<FileWriter<H::Upload>, Error> {
-        validate_path(path)?;
-        let mode = opts.mode.unwrap_or(0o644);
-        if mode > 0o7777 {
-            return Err(Error::InvalidInput(format!(
-                "mode {mode:o} is not a file mode; give permission bits such as 0644"
-            )));
-        }
-        let req = Request::new(Method::Post, self.file_url(path))
-            // LXD writes an empty file for a form content type.
-            .header("Content-Type", "application/octet-stream")
-            .header("X-LXD-type", "file")
-            .header("X-LXD-write", "overwrite")
-            .header("X-LXD-mode", format!("{mode:04o}"))
-            .header("X-LXD-uid", opts.uid.unwrap_or(0).to_string())
-            .header("X-LXD-gid", opts.gid.unwrap_or(0).to_string());
+        let req = self.file_request(path, opts)?;
         let what = format!("writing {path} in {}", self.who());
         let upload = self.http.upload(req).map_err(|e| Error::from_http(e, &what))?;
         Ok(FileWriter { upload: Some(upload), what })
@@ -349,14 +447,23 @@ impl<H: Http> Instance<H> {
         Ok(FileReader { body, info, what })
     }
 
-    fn upload_stdin(&self, data: &[u8], opts: &RunOptions) -> Result<String, Error> {
-        let path = format!("/tmp/.lxd-connector-stdin.{:016x}", random_u64());
-        let mut writer = self
-            .put_file(&path, PutOptions { mode: Some(0o600), uid: opts.user, gid: opts.group })
-            .map_err(|e| prefix(e, "sending the command's standard input"))?;
-        writer.write(data)?;
-        writer.finish().map_err(|e| prefix(e, "sending the command's standard input (is /tmp writable?)"))?;
-        Ok(path)
+    /// The request that creates or overwrites `path`, without its body.
+    fn file_request(&self, path: &str, opts: PutOptions) -> Result<Request, Error> {
+        validate_path(path)?;
+        let mode = opts.mode.unwrap_or(0o644);
+        if mode > 0o7777 {
+            return Err(Error::InvalidInput(format!(
+                "mode {mode:o} is not a file mode; give permission bits such as 0644"
+            )));
+        }
+        Ok(Request::new(Method::Post, self.file_url(path))
+            // LXD writes an empty file for a form content type.
+            .header("Content-Type", "application/octet-stream")
+            .header("X-LXD-type", "file")
+            .header("X-LXD-write", "overwrite")
+            .header("X-LXD-mode", format!("{mode:04o}"))
+            .header("X-LXD-uid", opts.uid.unwrap_or(0).to_string())
+            .header("X-LXD-gid", opts.gid.unwrap_or(0).to_string()))
     }
 
     fn read_log(&self, url: &str, what: &str) -> Result<Vec<u8>, Error> {
@@ -402,23 +509,6 @@ impl<H: Http> Instance<H> {
             sep = '&';
         }
         url
-    }
-
-    fn server_info(&self) -> Result<ServerInfo, Error> {
-        let what = format!("remote '{}'", self.remote);
-        let meta = self.get_json("/1.0", &what)?;
-        let env = meta.get("environment").unwrap_or(&Value::Null);
-        Ok(ServerInfo {
-            auth: str_field(&meta, "auth").to_string(),
-            api_version: str_field(&meta, "api_version").to_string(),
-            server: str_field(env, "server").to_string(),
-            server_version: str_field(env, "server_version").to_string(),
-            extensions: meta
-                .get("api_extensions")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                .unwrap_or_default(),
-        })
     }
 
     fn get_json(&self, url: &str, what: &str) -> Result<Value, Error> {
@@ -535,6 +625,29 @@ fn api_error(status: u16, body: &[u8], what: &str) -> Error {
         404 => Error::NotFound(format!("{what}: not found ({msg})")),
         400 if msg.contains("not running") => Error::NotRunning(format!("{what}: {msg}")),
         _ => Error::Protocol(format!("{what}: the server answered HTTP {status}: {msg}")),
+    }
+}
+
+/// The server facts in `GET /1.0`'s metadata.
+fn server_info_from(meta: &Value) -> ServerInfo {
+    let env = meta.get("environment").unwrap_or(&Value::Null);
+    ServerInfo {
+        auth: str_field(meta, "auth").to_string(),
+        api_version: str_field(meta, "api_version").to_string(),
+        server: str_field(env, "server").to_string(),
+        server_version: str_field(env, "server_version").to_string(),
+        extensions: meta
+            .get("api_extensions")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn error_suffix(op: &Value) -> String {
+    match str_field(op, "err") {
+        "" => String::new(),
+        err => format!(", error: {err}"),
     }
 }
 

@@ -23,7 +23,7 @@ impl WasiHttp {
         WasiHttp { authority }
     }
 
-    fn start(&self, req: &Request) -> Result<(OutgoingRequest, Option<OutgoingBody>, bool), HttpError> {
+    fn prepare(&self, req: &Request) -> Result<(OutgoingRequest, Option<OutgoingBody>, bool), HttpError> {
         let entries: Vec<(String, Vec<u8>)> =
             req.headers.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
         let headers = Fields::from_list(&entries)
@@ -54,24 +54,29 @@ impl WasiHttp {
 impl Http for WasiHttp {
     type Body = WasiBody;
     type Upload = WasiUpload;
+    type Pending = FutureIncomingResponse;
 
-    fn send(&self, req: Request) -> Result<(Head, WasiBody), HttpError> {
+    fn start(&self, req: Request) -> Result<FutureIncomingResponse, HttpError> {
         let mut req = req;
         if let Some(data) = &req.body {
             req.headers.push(("Content-Length".into(), data.len().to_string()));
         }
-        let (out, body, _) = self.start(&req)?;
+        let (out, body, _) = self.prepare(&req)?;
         let future = outgoing_handler::handle(out, None).map_err(map_error)?;
         if let Some(body) = body {
             let stream = body.write().map_err(|()| HttpError::Protocol("request body unavailable".into()))?;
             write_all(&stream, req.body.as_deref().unwrap_or_default())?;
             finish_body(stream, body)?;
         }
-        wait_response(future)
+        Ok(future)
+    }
+
+    fn wait(&self, pending: FutureIncomingResponse) -> Result<(Head, WasiBody), HttpError> {
+        wait_response(pending)
     }
 
     fn upload(&self, req: Request) -> Result<WasiUpload, HttpError> {
-        let (out, body, _) = self.start(&req)?;
+        let (out, body, _) = self.prepare(&req)?;
         let body = body.ok_or_else(|| HttpError::Protocol("upload without a body".into()))?;
         // `handle` goes first: the host forwards the body while it is
         // written instead of buffering it whole.

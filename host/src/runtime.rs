@@ -198,6 +198,12 @@ impl Runtime {
         self.remotes.stats(remote).map_or(0, |s| s.requests.load(Ordering::Relaxed))
     }
 
+    /// Sequential round trips to `remote` so far (requests pipelined
+    /// behind others ride along for free).
+    pub fn round_trips(&self, remote: &str) -> u64 {
+        self.remotes.stats(remote).map_or(0, |s| s.round_trips.load(Ordering::Relaxed))
+    }
+
     /// Parses an inventory name (`[REMOTE:]INSTANCE`) without any I/O.
     pub async fn parse_name(&self, name: &str) -> Result<Target, Error> {
         let (mut store, bindings) = self.instantiate().await?;

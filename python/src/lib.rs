@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -34,6 +35,9 @@ fn tokio() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// How many runtimes (component compilations) this process has made.
+static RUNTIMES_LOADED: AtomicUsize = AtomicUsize::new(0);
+
 /// One compiled runtime per client config folder, for the whole process.
 fn runtime(config_dir: Option<PathBuf>) -> Result<Arc<Runtime>, Error> {
     static RUNTIMES: OnceLock<Mutex<HashMap<PathBuf, Arc<Runtime>>>> = OnceLock::new();
@@ -43,6 +47,7 @@ fn runtime(config_dir: Option<PathBuf>) -> Result<Arc<Runtime>, Error> {
         return Ok(rt.clone());
     }
     let rt = Arc::new(Runtime::new(RuntimeOptions { config_dir: Some(dir.clone()), ..RuntimeOptions::default() })?);
+    RUNTIMES_LOADED.fetch_add(1, Ordering::Relaxed);
     map.insert(dir, rt.clone());
     Ok(rt)
 }
@@ -73,6 +78,14 @@ fn to_py(e: Error) -> PyErr {
         let _ = err.value(py).setattr("kind", kind);
     });
     err
+}
+
+/// How many times this process has loaded and compiled the component (one
+/// runtime per lxc config folder). For tests: it stays 1 however many hosts
+/// connect through the same config.
+#[pyfunction]
+fn runtimes_loaded() -> usize {
+    RUNTIMES_LOADED.load(Ordering::Relaxed)
 }
 
 /// Parses `[REMOTE:]INSTANCE` with the component; returns its data pairs.
@@ -240,6 +253,7 @@ impl tokio::io::AsyncWrite for PyWriter {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(runtimes_loaded, m)?)?;
     m.add_function(wrap_pyfunction!(parse_name, m)?)?;
     m.add_function(wrap_pyfunction!(default_remote, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;

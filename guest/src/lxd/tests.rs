@@ -60,12 +60,14 @@ impl Sent {
         values[0]
     }
 
-    /// The streamed body, all writes concatenated.
+    /// The body as sent: all streamed writes concatenated, or the whole
+    /// body of a plain request.
     fn uploaded(&self) -> Vec<u8> {
-        self.chunks
-            .as_ref()
-            .unwrap_or_else(|| panic!("{} {} was not an upload", self.method(), self.path()))
-            .concat()
+        match (&self.chunks, &self.request.body) {
+            (Some(chunks), _) => chunks.concat(),
+            (None, Some(body)) => body.clone(),
+            (None, None) => panic!("{} {} carried no body", self.method(), self.path()),
+        }
     }
 
     /// The complete body, parsed as JSON.
@@ -166,8 +168,15 @@ fn requests_of(sent: &[Sent]) -> Vec<String> {
 impl Http for FakeHttp {
     type Body = FakeBody;
     type Upload = FakeUpload;
+    // Pipelining is invisible here: a started request is answered (and
+    // recorded) when its answer is taken, which keeps the order.
+    type Pending = Request;
 
-    fn send(&self, request: Request) -> Result<(Head, FakeBody), HttpError> {
+    fn start(&self, request: Request) -> Result<Request, HttpError> {
+        Ok(request)
+    }
+
+    fn wait(&self, request: Request) -> Result<(Head, FakeBody), HttpError> {
         let answer = self.take(&request);
         self.0.borrow_mut().sent.push(Sent { request, chunks: None });
         answer.map(|(head, body)| (head, FakeBody::new(body)))
@@ -706,17 +715,18 @@ fn run_reports_a_wait_without_an_exit_code_as_a_protocol_error() {
     let (inst, fake) = connected("default");
     let (h, b) = exec_started();
     fake.reply(Method::Post, "/1.0/instances/c1/exec", h, b);
-    fake.reply_json(
-        Method::Get,
-        &format!("/1.0/operations/{OP}/wait"),
-        200,
+    script_finish(
+        &fake,
         wait_doc("Failure", "Failed to retrieve PID of executing child process", Value::Null),
+        b"",
+        b"",
     );
     let e = inst.run("true", &RunOptions::default()).unwrap_err();
     let Error::Protocol(msg) = &e else { panic!("expected Protocol, got {e:?}") };
-    assert!(msg.contains("without an exit code"), "{msg}");
+    assert!(msg.contains("without"), "{msg}");
     assert!(msg.contains("Failed to retrieve PID"), "the server's err is kept: {msg}");
-    assert_eq!(fake.requests().len(), 2);
+    // The pipelined log reads and deletes were answered too: nothing stays.
+    assert_eq!(fake.requests().len(), 6);
     fake.assert_script_used();
 }
 
@@ -893,14 +903,24 @@ fn run_with_stdin_deletes_the_stdin_file_when_the_exec_post_fails() {
 }
 
 #[test]
-fn run_with_stdin_runs_nothing_when_the_upload_fails() {
+fn run_with_stdin_never_runs_the_command_when_the_upload_fails() {
     let (inst, fake) = connected("default");
     fake.reply_json(Method::Post, STDIN_PREFIX, 500, error_doc(500, "open /tmp/x: read-only file system"));
+    // The exec went out pipelined behind the upload; its wrapper exits 125
+    // without the input file, before the command could run.
+    let (h, b) = exec_started();
+    fake.reply(Method::Post, "/1.0/instances/c1/exec", h, b);
+    script_finish(&fake, finished("Success", "", 125), b"", b"sh: can't open '/tmp/x'\n");
     let opts = RunOptions { stdin: Some(b"data".to_vec()), ..RunOptions::default() };
     let e = inst.run("cat", &opts).unwrap_err();
     let Error::Protocol(msg) = &e else { panic!("expected Protocol, got {e:?}") };
     assert!(msg.contains("standard input") && msg.contains("read-only"), "{msg}");
-    assert_eq!(fake.requests().len(), 1, "no exec after a failed upload");
+    let sent = fake.sent();
+    let argv = sent[1].json()["command"].clone();
+    assert_eq!(argv[2], json!(STDIN_WRAPPER), "the command only ever runs behind the wrapper");
+    assert!(STDIN_WRAPPER.starts_with("exec 0<\"$1\" || exit 125"), "{STDIN_WRAPPER}");
+    // Its logs were collected and deleted all the same.
+    assert_eq!(sent.iter().filter(|s| s.method() == Method::Delete).count(), 2);
     fake.assert_script_used();
 }
 

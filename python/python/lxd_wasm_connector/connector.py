@@ -58,11 +58,23 @@ _pool: ThreadPool | None = None
 
 def _call(fn, *args, **kwargs):
     """Runs a blocking native call in gevent's thread pool: this greenlet
-    waits, the others (and the hub) go on."""
+    waits, the others (and the hub) go on. An exception is handed back and
+    raised here, in the caller's greenlet: raised in the worker thread, gevent
+    would also print its traceback for every expected per-host failure."""
     global _pool
     if _pool is None:
         _pool = ThreadPool(int(os.environ.get("LXD_WASM_THREADS", "64")))
-    return _pool.apply(fn, args, kwargs)
+
+    def guarded():
+        try:
+            return True, fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - re-raised in the caller
+            return False, e
+
+    ok, value = _pool.apply(guarded)
+    if not ok:
+        raise value
+    return value
 
 
 def _split_lines(data: bytes) -> list[str]:
@@ -92,6 +104,27 @@ def _stdin_bytes(stdin) -> bytes | None:
             line = f"{line}\n"
         out += line.encode("utf-8", errors="surrogateescape")
     return bytes(out)
+
+
+class _ByteReader:
+    """Lets the native side read any file object as bytes, never more than it
+    asks for: a text-mode object's ``read(n)`` returns ``n`` characters, which
+    can encode to more than ``n`` bytes."""
+
+    def __init__(self, source):
+        self._source = source
+        self._pending = b""
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._pending:
+            chunk = self._source.read(n)
+            if isinstance(chunk, str):
+                chunk = chunk.encode("utf-8", errors="surrogateescape")
+            if n < 0 or len(chunk) <= n:
+                return chunk
+            self._pending = chunk
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
 
 
 class _TextSink:
@@ -139,7 +172,10 @@ class LxdWasmConnector(BaseConnector):
         )
         self._project = self.data.get("lxd_project")
         if not self._remote:
-            default, problem = _native.default_remote()
+            try:
+                default, problem = _native.default_remote()
+            except _native.ConnectorError as e:
+                problem = str(e)
             if problem:
                 raise InventoryError(
                     f"{PREFIX}/{name}: no remote given and no usable default remote ({problem}); "
@@ -232,10 +268,10 @@ class LxdWasmConnector(BaseConnector):
         **arguments,
     ) -> bool:
         session = self._require_session()
-        if print_input:
-            echo(f"{self.host.print_prefix}>>> upload {remote_filename}", err=True)
         with get_file_io(filename_or_io) as f:
-            _call(session.put, str(remote_filename), f)
+            _call(session.put, str(remote_filename), _ByteReader(f))
+        if print_output:
+            echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)
         return True
 
     @override
@@ -249,8 +285,13 @@ class LxdWasmConnector(BaseConnector):
         **arguments,
     ) -> bool:
         session = self._require_session()
-        if print_input:
-            echo(f"{self.host.print_prefix}>>> download {remote_filename}", err=True)
+        self._get_file(session, remote_filename, filename_or_io)
+        if print_output:
+            echo(f"{self.host.print_prefix}file downloaded: {remote_filename}", err=True)
+        return True
+
+    @staticmethod
+    def _get_file(session, remote_filename, filename_or_io) -> None:
         if isinstance(filename_or_io, (str, os.PathLike)):
             # Written beside the destination and renamed at the end: a
             # failed transfer leaves the old file as it was.
@@ -265,14 +306,12 @@ class LxdWasmConnector(BaseConnector):
             finally:
                 if os.path.exists(partial):
                     os.remove(partial)
-            return True
-        if isinstance(filename_or_io, io.TextIOBase):
+        elif isinstance(filename_or_io, io.TextIOBase):
             sink = _TextSink(filename_or_io)
             _call(session.get, str(remote_filename), sink)
             sink.close()
         else:
             _call(session.get, str(remote_filename), filename_or_io)
-        return True
 
 
 def _parse(name: str) -> list[tuple[str, str]]:

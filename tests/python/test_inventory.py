@@ -1,0 +1,113 @@
+"""Inventory names and host data: which LXD instance each pyinfra host is."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DEPLOYS, LXD_CONF, hosts_arg, run_pyinfra
+from pyinfra.api.exceptions import InventoryError
+
+
+def hostname(host) -> str:
+    ok, out = host.run_shell_command("uname -n")
+    assert ok, out.output
+    return out.stdout
+
+
+def test_qualified_and_default_remote_names_reach_the_named_instances(make_state):
+    state = make_state("@lxd_wasm/testlxd:p1", "@lxd_wasm/p2")
+    assert {h.name for h in state.active_hosts} == {"@lxd_wasm/testlxd:p1", "@lxd_wasm/p2"}
+    assert hostname(state.inventory.get_host("@lxd_wasm/testlxd:p1")) == "p1"
+    assert hostname(state.inventory.get_host("@lxd_wasm/p2")) == "p2"
+
+
+def test_host_data_overrides_instance_remote_and_project_from_an_inventory_file():
+    # Each host's name points at one container; its host data at another.
+    # The hostname fact (uname -n, the container name) says which one ran.
+    run = run_pyinfra("--json", str(DEPLOYS / "inventory_overrides.py"), "fact", "server.Hostname")
+    assert run.returncode == 0, run.stderr
+    assert run.json["server.Hostname"] == {
+        "@lxd_wasm/p1": "p2",  # lxd_instance
+        "@lxd_wasm/testlxd:p5": "p6",  # lxd_container (older spelling)
+        "@lxd_wasm/p7": "p8",  # lxd_instance wins over lxd_container
+        "@lxd_wasm/nosuchremote:p3": "p3",  # lxd_remote replaces REMOTE:
+        "@lxd_wasm/p4": "p4",  # lxd_project=default
+    }
+
+
+def test_unknown_project_in_host_data_fails_that_host_only(make_state):
+    state = make_state("@lxd_wasm/p1", ("@lxd_wasm/p2", {"lxd_project": "no-such-project"}))
+    assert {h.name for h in state.active_hosts} == {"@lxd_wasm/p1"}
+    assert {h.name for h in state.failed_hosts} == {"@lxd_wasm/p2"}
+
+
+@pytest.fixture
+def unix_default_conf(tmp_path, monkeypatch) -> Path:
+    """A copy of the trusted client config whose default remote is ``local``
+    (the unix socket, which this connector does not support)."""
+    conf = tmp_path / "conf"
+    shutil.copytree(LXD_CONF, conf)
+    config = conf / "config.yml"
+    text = config.read_text()
+    assert "default-remote: testlxd" in text
+    config.write_text(text.replace("default-remote: testlxd", "default-remote: local"))
+    return conf
+
+
+def test_bare_instance_with_unix_socket_default_remote_raises_inventory_error_naming_qualified_form(
+    unix_default_conf, monkeypatch, make_state
+):
+    monkeypatch.setenv("LXD_CONF", str(unix_default_conf))
+    with pytest.raises(InventoryError) as info:
+        make_state("@lxd_wasm/p1", connect=False)
+    message = str(info.value)
+    assert "@lxd_wasm/REMOTE:p1" in message
+    assert "unix socket" in message
+
+
+def test_cli_reports_the_inventory_error_for_a_unix_socket_default_remote(unix_default_conf):
+    run = run_pyinfra("-y", "@lxd_wasm/p1", "exec", "--", "true", env={"LXD_CONF": str(unix_default_conf)})
+    assert run.returncode != 0
+    assert "@lxd_wasm/REMOTE:p1" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_qualified_name_still_works_when_the_default_remote_is_the_unix_socket(unix_default_conf):
+    run = run_pyinfra(
+        "-y", "--json", "@lxd_wasm/testlxd:p1", "fact", "server.Hostname", env={"LXD_CONF": str(unix_default_conf)}
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.json["server.Hostname"] == {"@lxd_wasm/testlxd:p1": "p1"}
+
+
+def test_malformed_lxc_config_is_an_inventory_error_not_a_crash(tmp_path, monkeypatch, make_state):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yml").write_text("default-remote: [\n")
+    monkeypatch.setenv("LXD_CONF", str(conf))
+    with pytest.raises(InventoryError, match=r"@lxd_wasm/REMOTE:p1"):
+        make_state("@lxd_wasm/p1", connect=False)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("@lxd_wasm", "@lxd_wasm/REMOTE:INSTANCE"),
+        ("@lxd_wasm/testlxd:", "instance name is empty"),
+        ("@lxd_wasm/bad_name!", "instance names are"),
+    ],
+)
+def test_invalid_inventory_names_raise_inventory_error(make_state, name, expected):
+    with pytest.raises(InventoryError, match=expected):
+        make_state(name, connect=False)
+
+
+def test_cli_with_a_stopped_instance_fails_that_host_and_runs_the_others():
+    run = run_pyinfra("-y", "--json", hosts_arg("p1", "stopped1"), "exec", "--", "uname -n")
+    assert run.returncode == 1
+    assert run.json["results"]["failed_hosts"] == ["@lxd_wasm/stopped1"]
+    (op,) = run.json["results"]["operations"]
+    assert op["success"] == ["@lxd_wasm/p1"]
+    assert "stopped1" in run.stderr and "Stopped" in run.stderr
