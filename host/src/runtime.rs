@@ -459,29 +459,7 @@ impl lxd_remotes::Host for State {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    /// The same hash as `host/build.rs`'s `sources_hash`.
-    fn sources_hash(root: &Path) -> u64 {
-        fn collect(path: &Path, out: &mut Vec<PathBuf>) {
-            match std::fs::read_dir(path) {
-                Ok(entries) => entries.flatten().for_each(|e| collect(&e.path(), out)),
-                Err(_) if path.is_file() => out.push(path.to_path_buf()),
-                Err(_) => {}
-            }
-        }
-        let mut files = Vec::new();
-        for p in ["guest/src", "guest/Cargo.toml", "wit"] {
-            collect(&root.join(p), &mut files);
-        }
-        files.sort();
-        let mut h: u64 = 0xcbf29ce484222325;
-        for f in files {
-            let rel = f.strip_prefix(root).unwrap_or(&f).to_string_lossy().into_owned();
-            for b in rel.bytes().chain(std::fs::read(&f).unwrap_or_default()) {
-                h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-            }
-        }
-        h
-    }
+    include!("sources_hash.rs");
 
     #[test]
     fn the_embedded_component_is_built_from_the_current_guest_sources() {
