@@ -160,8 +160,9 @@ class CliRun:
 
 def run_pyinfra(*args: str, cwd: str | os.PathLike | None = None, env: dict | None = None, timeout: float = 120) -> CliRun:
     """Runs the real ``pyinfra`` CLI (gevent monkey-patched, as users run it)."""
-    exe = shutil.which("pyinfra") or sys.executable
-    cmd = [exe, *args] if exe != sys.executable else [exe, "-m", "pyinfra", *args]
+    # The pyinfra of this interpreter (a `pyinfra` on PATH may belong to
+    # another Python that lacks the connector).
+    cmd = [sys.executable, "-m", "pyinfra", *args]
     started = time.monotonic()
     proc = subprocess.run(
         cmd,
