@@ -10,8 +10,9 @@
 //! exec_true, exec_1m, put_1k, get_1k, put_256m, get_256m, deploy_1,
 //! deploy_16. Each sample carries the wall time, the connections and round
 //! trips the delay proxy saw (when `--control` names its control port) and
-//! the host's own counters. Each case also reports the process's resident
-//! memory before it and its peak during it (VmHWM, reset per case).
+//! the host's own counters (connections, round trips, requests). Each case
+//! also reports the process's resident memory before it and its peak during
+//! it (VmHWM, reset per case).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -50,6 +51,7 @@ struct Sample {
     rts: u64,
     host_conns: u64,
     host_rts: u64,
+    host_reqs: u64,
     bytes: u64,
 }
 
@@ -65,7 +67,7 @@ struct Bench {
 struct Mark {
     at: Instant,
     proxy: (u64, u64),
-    host: (u64, u64),
+    host: (u64, u64, u64),
 }
 
 impl Bench {
@@ -78,7 +80,7 @@ impl Bench {
     }
 
     fn mark(&self, rt: &Runtime) -> Res<Mark> {
-        let host = (rt.connections_opened(&self.remote), rt.round_trips(&self.remote));
+        let host = (rt.connections_opened(&self.remote), rt.round_trips(&self.remote), rt.requests_sent(&self.remote));
         let proxy = self.proxy.stats()?;
         Ok(Mark { at: Instant::now(), proxy, host })
     }
@@ -92,6 +94,7 @@ impl Bench {
             rts: now.proxy.1 - m.proxy.1,
             host_conns: now.host.0 - m.host.0,
             host_rts: now.host.1 - m.host.1,
+            host_reqs: now.host.2 - m.host.2,
             bytes,
         })
     }
@@ -364,8 +367,8 @@ async fn main() -> Res<()> {
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"s\":{:.6},\"conns\":{},\"rts\":{},\"host_conns\":{},\"host_rts\":{},\"bytes\":{}}}",
-                    s.secs, s.conns, s.rts, s.host_conns, s.host_rts, s.bytes
+                    "{{\"s\":{:.6},\"conns\":{},\"rts\":{},\"host_conns\":{},\"host_rts\":{},\"host_reqs\":{},\"bytes\":{}}}",
+                    s.secs, s.conns, s.rts, s.host_conns, s.host_rts, s.host_reqs, s.bytes
                 )
             })
             .collect();
