@@ -583,9 +583,9 @@ class Runner:
             try:
                 with concurrent.futures.ThreadPoolExecutor(n) as ex:
                     per_host = list(ex.map(one_host, INSTANCES[:n]))
-            except Hang as e:
+            except (Hang, RuntimeError) as e:  # lxc exec hangs; lxc file push sometimes fails
                 log(f"WARNING: {e}")
-                hangs.append(str(e))
+                hangs.append(str(e) if isinstance(e, Hang) else f"failed: {e}")
                 continue
             secs = time.perf_counter() - t
             c1, r1 = self.proxy.stats()
@@ -593,7 +593,7 @@ class Runner:
                             "cpu_s": sum(c for _, c in per_host),
                             "lxd_cpu_s": self.lxd_cpu() - l0, "proxy_cpu_s": proc_cpu_s(self.proxy.p.pid) - p0})
         if not samples:
-            raise RuntimeError(f"every sample hung: {hangs[0]}")
+            raise RuntimeError(f"every run hung or failed ({len(hangs)} tries), e.g. {hangs[0]}")
         return {"samples": samples, "peak_rss_kb": max(s["rss_kb"] for s in samples), "hangs": hangs}
 
     # -- checks
