@@ -238,7 +238,7 @@ impl<H: Http> Instance<H> {
         let path = self.url(&format!("/1.0/instances/{}/exec", encode(&self.name)), &[]);
         let exec = self.http.start(Request::new(Method::Post, path).json(&body));
         let uploaded = match stdin {
-            Some((path, pending)) => match self.take_body(pending, "sending the command's standard input") {
+            Some((path, pending)) => match self.take_body(pending, JSON_LIMIT, "sending the command's standard input") {
                 Ok((head, _)) if head.status == 200 => Ok(Some(path)),
                 Ok((head, text)) => Err((
                     path,
@@ -360,25 +360,28 @@ impl<H: Http> Instance<H> {
         })
     }
 
-    /// Takes a pipelined log read's answer.
+    /// Takes a log read's answer.
     fn take_log(&self, pending: Option<H::Pending>, what: &str) -> Result<Vec<u8>, Error> {
         let pending = pending.ok_or_else(|| Error::Protocol(format!("{what}: a log read was not sent")))?;
-        let (head, data) = self.take_body(pending, what)?;
+        let (head, data) = self.take_body(pending, LOG_LIMIT, what)?;
         if head.status != 200 {
             return Err(api_error(head.status, &data, &format!("{what}: reading its output")));
         }
         Ok(data)
     }
 
-    /// Takes an answer nobody needs, keeping the pipeline in step.
+    /// Takes an answer nobody needs, keeping the pipeline in step. Its body
+    /// is read and dropped chunk by chunk, never held whole.
     fn drain(&self, pending: H::Pending) {
-        let _ = self.take_body(pending, "");
+        if let Ok((_, mut body)) = self.http.wait(pending) {
+            while let Ok(Some(_)) = body.read(64 * 1024) {}
+        }
     }
 
-    /// Takes an answer and reads its whole body.
-    fn take_body(&self, pending: H::Pending, what: &str) -> Result<(Head, Vec<u8>), Error> {
+    /// Takes an answer and reads its whole body, up to `limit` bytes.
+    fn take_body(&self, pending: H::Pending, limit: usize, what: &str) -> Result<(Head, Vec<u8>), Error> {
         let (head, mut body) = self.http.wait(pending).map_err(|e| Error::from_http(e, what))?;
-        let data = body.read_to_end(LOG_LIMIT).map_err(|e| Error::from_http(e, what))?;
+        let data = body.read_to_end(limit).map_err(|e| Error::from_http(e, what))?;
         Ok((head, data))
     }
 
@@ -389,7 +392,7 @@ impl<H: Http> Instance<H> {
 
     /// Takes an answer as a whole LXD JSON document, mapping error answers.
     fn take_doc(&self, pending: H::Pending, what: &str) -> Result<Value, Error> {
-        let (head, data) = self.take_body(pending, what)?;
+        let (head, data) = self.take_body(pending, JSON_LIMIT, what)?;
         if head.status >= 400 {
             return Err(api_error(head.status, &data, what));
         }
@@ -467,20 +470,13 @@ impl<H: Http> Instance<H> {
     }
 
     fn read_log(&self, url: &str, what: &str) -> Result<Vec<u8>, Error> {
-        let (head, mut body) = self
-            .http
-            .send(Request::new(Method::Get, url))
-            .map_err(|e| Error::from_http(e, what))?;
-        let data = body.read_to_end(LOG_LIMIT).map_err(|e| Error::from_http(e, what))?;
-        if head.status != 200 {
-            return Err(api_error(head.status, &data, &format!("{what}: reading its output")));
-        }
-        Ok(data)
+        let pending = self.http.start(Request::new(Method::Get, url)).map_err(|e| Error::from_http(e, what))?;
+        self.take_log(Some(pending), what)
     }
 
     fn delete_quietly(&self, url: &str) {
-        if let Ok((_, mut body)) = self.http.send(Request::new(Method::Delete, url)) {
-            let _ = body.read_to_end(JSON_LIMIT);
+        if let Ok(pending) = self.http.start(Request::new(Method::Delete, url)) {
+            self.drain(pending);
         }
     }
 
@@ -512,21 +508,8 @@ impl<H: Http> Instance<H> {
     }
 
     fn get_json(&self, url: &str, what: &str) -> Result<Value, Error> {
-        self.call(Request::new(Method::Get, url), what).map(|(_, v)| v.get("metadata").cloned().unwrap_or(Value::Null))
-    }
-
-    /// Sends a request, reads the whole JSON answer and turns an LXD error
-    /// answer into the matching [`Error`]. Returns the full document.
-    fn call(&self, req: Request, what: &str) -> Result<(Head, Value), Error> {
-        let (head, mut body) = self.http.send(req).map_err(|e| Error::from_http(e, what))?;
-        let data = body.read_to_end(JSON_LIMIT).map_err(|e| Error::from_http(e, what))?;
-        if head.status >= 400 {
-            return Err(api_error(head.status, &data, what));
-        }
-        let doc: Value = serde_json::from_slice(&data).map_err(|e| {
-            Error::Protocol(format!("{what}: the server's answer (HTTP {}) is not JSON: {e}", head.status))
-        })?;
-        Ok((head, doc))
+        let pending = self.http.start(Request::new(Method::Get, url)).map_err(|e| Error::from_http(e, what))?;
+        self.take_json(pending, what)
     }
 }
 

@@ -23,7 +23,7 @@ impl WasiHttp {
         WasiHttp { authority }
     }
 
-    fn prepare(&self, req: &Request) -> Result<(OutgoingRequest, Option<OutgoingBody>, bool), HttpError> {
+    fn prepare(&self, req: &Request) -> Result<(OutgoingRequest, Option<OutgoingBody>), HttpError> {
         let entries: Vec<(String, Vec<u8>)> =
             req.headers.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
         let headers = Fields::from_list(&entries)
@@ -39,15 +39,14 @@ impl WasiHttp {
         out.set_scheme(Some(&Scheme::Https)).map_err(|()| bad("scheme"))?;
         out.set_authority(Some(&self.authority)).map_err(|()| bad("authority"))?;
         out.set_path_with_query(Some(&req.path_and_query)).map_err(|()| bad("path"))?;
-        let streamed = req.method == Method::Post;
-        // Only take a body when there is one: a GET with a body of unknown
-        // length confuses HTTP/1.1 framing.
-        let body = if req.body.is_some() || streamed {
+        // Only take a body when there is one (or a POST streams one): a GET
+        // with a body of unknown length confuses HTTP/1.1 framing.
+        let body = if req.body.is_some() || req.method == Method::Post {
             Some(out.body().map_err(|()| bad("body"))?)
         } else {
             None
         };
-        Ok((out, body, streamed))
+        Ok((out, body))
     }
 }
 
@@ -61,7 +60,7 @@ impl Http for WasiHttp {
         if let Some(data) = &req.body {
             req.headers.push(("Content-Length".into(), data.len().to_string()));
         }
-        let (out, body, _) = self.prepare(&req)?;
+        let (out, body) = self.prepare(&req)?;
         let future = outgoing_handler::handle(out, None).map_err(map_error)?;
         if let Some(body) = body {
             let stream = body.write().map_err(|()| HttpError::Protocol("request body unavailable".into()))?;
@@ -76,7 +75,7 @@ impl Http for WasiHttp {
     }
 
     fn upload(&self, req: Request) -> Result<WasiUpload, HttpError> {
-        let (out, body, _) = self.prepare(&req)?;
+        let (out, body) = self.prepare(&req)?;
         let body = body.ok_or_else(|| HttpError::Protocol("upload without a body".into()))?;
         // `handle` goes first: the host forwards the body while it is
         // written instead of buffering it whole.
