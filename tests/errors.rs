@@ -137,3 +137,28 @@ async fn the_outgoing_handler_denies_every_authority_it_did_not_hand_out() {
     let (resp, _) = Box::into_pin(fut).await.map_err(|e| e.to_string()).unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// The error of a deferred session's first command.
+async fn first_run_error(rt: &lxd_connector::Runtime, name: &str) -> (ErrorKind, String) {
+    let mut s = rt.open(name).await.expect("opening sends nothing and cannot fail here");
+    match s.run("touch /tmp/deferred-ran", &lxd_connector::RunOptions::default()).await {
+        Ok(out) => panic!("ran (exit {}), but should have failed", out.exit_code),
+        Err(e) => (e.kind().unwrap_or_else(|| panic!("untyped error: {e}")), e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deferred_session_fails_its_first_command_as_connect_would() {
+    let rt = runtime();
+    let (kind, msg) = first_run_error(&rt, &format!("{REMOTE}:nosuch1")).await;
+    assert_eq!(kind, ErrorKind::NotFound);
+    assert!(msg.contains("'nosuch1'") && msg.contains("project 'default'"), "{msg}");
+
+    let (kind, msg) = first_run_error(&rt, &format!("{REMOTE}:stopped1")).await;
+    assert_eq!(kind, ErrorKind::NotRunning);
+    assert!(msg.contains("lxc start testlxd:stopped1"), "{msg}");
+
+    let (kind, msg) = first_run_error(&runtime_with(untrusted_conf()), &format!("{REMOTE}:c1")).await;
+    assert_eq!(kind, ErrorKind::Permission);
+    assert!(msg.contains("does not trust") && msg.contains("lxc config trust add"), "{msg}");
+}

@@ -228,3 +228,17 @@ async fn a_first_connect_asks_server_and_instance_in_one_round_trip() {
     assert_eq!(rt.round_trips(REMOTE), 1);
     assert_eq!(rt.requests_sent(REMOTE), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deferred_session_runs_its_first_command_with_the_checks_in_two_round_trips() {
+    let rt = runtime();
+    let mut s = rt.open(&format!("{REMOTE}:c1")).await.unwrap();
+    assert_eq!(rt.requests_sent(REMOTE), 0, "opening sends nothing");
+    let out = s.run("echo out; exit 4", &opts()).await.unwrap();
+    assert_eq!((out.exit_code, &out.stdout[..]), (4, &b"out\n"[..]));
+    assert_eq!(rt.round_trips(REMOTE), 2, "GET /1.0 + POST, then wait + logs + deletes");
+    assert_eq!(rt.requests_sent(REMOTE), 7);
+    let facts = s.describe().await.unwrap();
+    assert!(facts.contains(&("type".to_string(), "container".to_string())), "{facts:?}");
+    assert!(facts.contains(&("auth".to_string(), "trusted".to_string())), "{facts:?}");
+}

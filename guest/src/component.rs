@@ -30,24 +30,38 @@ impl wit::Guest for Component {
     }
 
     fn connect(target: wit::Target) -> Result<wit::Session, wit::Error> {
-        let get = |key: &str| {
-            target.data.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
-        };
-        let instance = get("instance").ok_or_else(|| {
-            Error::Inventory(format!("host {:?} names no instance (data key 'instance')", target.host_name))
-        })?;
-        validate_instance(&instance).map_err(Error::Inventory)?;
-        let remote_name = get("remote");
-        if let Some(r) = &remote_name {
-            validate_remote(r).map_err(Error::Inventory)?;
-        }
-        let remote = lxd_remotes::resolve(remote_name.as_deref()).map_err(resolve_error)?;
-        let project = get("project").unwrap_or(remote.project);
-        validate_project(&project).map_err(Error::Inventory)?;
-        let cache = HostCache { remote: remote.name.clone() };
-        let inst = lxd::connect_cached(WasiHttp::new(remote.authority), &remote.name, &project, &instance, &cache)?;
+        let (http, remote, project, instance) = resolve(&target)?;
+        let cache = HostCache { remote: remote.clone() };
+        let inst = lxd::connect_cached(http, &remote, &project, &instance, &cache)?;
         Ok(wit::Session::new(Session { inst }))
     }
+
+    fn connect_deferred(target: wit::Target) -> Result<wit::Session, wit::Error> {
+        let (http, remote, project, instance) = resolve(&target)?;
+        let cache = Box::new(HostCache { remote: remote.clone() });
+        let inst = lxd::open_deferred(http, &remote, &project, &instance, cache);
+        Ok(wit::Session::new(Session { inst }))
+    }
+}
+
+/// A target's transport, remote name, project and instance, validated and
+/// resolved by the host without any I/O.
+fn resolve(target: &wit::Target) -> Result<(WasiHttp, String, String, String), Error> {
+    let get = |key: &str| {
+        target.data.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+    };
+    let instance = get("instance").ok_or_else(|| {
+        Error::Inventory(format!("host {:?} names no instance (data key 'instance')", target.host_name))
+    })?;
+    validate_instance(&instance).map_err(Error::Inventory)?;
+    let remote_name = get("remote");
+    if let Some(r) = &remote_name {
+        validate_remote(r).map_err(Error::Inventory)?;
+    }
+    let remote = lxd_remotes::resolve(remote_name.as_deref()).map_err(resolve_error)?;
+    let project = get("project").unwrap_or(remote.project);
+    validate_project(&project).map_err(Error::Inventory)?;
+    Ok((WasiHttp::new(remote.authority), remote.name, project, instance))
 }
 
 /// A connected instance.

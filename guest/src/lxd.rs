@@ -4,6 +4,7 @@
 //! Everything here is plain Rust over [`Http`], so it runs in native unit
 //! tests as well as in the component.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 
@@ -72,6 +73,15 @@ pub struct Instance<H: Http> {
     remote: String,
     project: String,
     name: String,
+    facts: RefCell<Facts>,
+    /// Set while a deferred session's checks are still to be made (see
+    /// [`open_deferred`]): where the server facts are remembered.
+    unchecked: RefCell<Option<Box<dyn ServerCache>>>,
+}
+
+/// What the checks found out about the server and the instance.
+#[derive(Default)]
+struct Facts {
     server: ServerInfo,
     status: String,
     kind: String,
@@ -112,95 +122,205 @@ pub fn connect_cached<H: Http>(
     name: &str,
     cache: &dyn ServerCache,
 ) -> Result<Instance<H>, Error> {
-    let mut inst = Instance {
-        http,
-        remote: remote.to_string(),
-        project: project.to_string(),
-        name: name.to_string(),
-        server: ServerInfo::default(),
-        status: String::new(),
-        kind: String::new(),
-    };
-    let what = format!("instance '{name}' on remote '{remote}' (project '{project}')");
-    let instance_url = inst.url(&format!("/1.0/instances/{}", encode(name)), &[]);
-    let cached = cache.recall();
-    // Unknown server: its facts and the instance are asked for together,
-    // one round trip. An answer left untaken (when the server check fails)
-    // is drained by the transport.
-    let mut instance_answer = None;
-    inst.server = match &cached {
-        Some(info) => info.clone(),
-        None => {
-            let server_what = format!("remote '{remote}'");
-            let facts = inst.http.start(Request::new(Method::Get, "/1.0")).map_err(|e| Error::from_http(e, &server_what))?;
-            instance_answer =
-                Some(inst.http.start(Request::new(Method::Get, instance_url.clone())).map_err(|e| Error::from_http(e, &what))?);
-            server_info_from(&inst.take_json(facts, &server_what)?)
+    let inst = Instance::new(http, remote, project, name);
+    inst.check(cache)?;
+    Ok(inst)
+}
+
+/// An instance handle whose checks are deferred: nothing is sent now. The
+/// first `run` sends `GET /1.0` (unless `cache` knows the server) pipelined
+/// in front of its exec and takes the instance check from the exec's own
+/// answer (LXD refuses an exec on a missing or stopped instance, and an
+/// untrusted client everywhere), so a one-shot command costs one round trip
+/// less than `connect` + `run`. Any other first call makes the full checks
+/// first. Errors are the ones `connect` would give.
+pub fn open_deferred<H: Http>(
+    http: H,
+    remote: &str,
+    project: &str,
+    name: &str,
+    cache: Box<dyn ServerCache>,
+) -> Instance<H> {
+    let inst = Instance::new(http, remote, project, name);
+    *inst.unchecked.borrow_mut() = Some(cache);
+    inst
+}
+
+impl<H: Http> Instance<H> {
+    fn new(http: H, remote: &str, project: &str, name: &str) -> Instance<H> {
+        Instance {
+            http,
+            remote: remote.to_string(),
+            project: project.to_string(),
+            name: name.to_string(),
+            facts: RefCell::default(),
+            unchecked: RefCell::new(None),
         }
-    };
-    if inst.server.auth != "trusted" {
-        return Err(Error::Permission(format!(
-            "remote '{remote}' does not trust this client's certificate (auth: {}). On the server, \
-             run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here",
-            inst.server.auth
-        )));
     }
-    if !inst.server.extensions.iter().any(|e| e == EXEC_RECORDING) {
-        return Err(Error::Unsupported(format!(
-            "remote '{remote}' (LXD {}) lacks the API extension '{EXEC_RECORDING}' that running \
-             commands needs; upgrade LXD",
-            inst.server.server_version
-        )));
+
+    /// The connect checks: server facts (from `cache` or `GET /1.0`) and the
+    /// instance's state.
+    fn check(&self, cache: &dyn ServerCache) -> Result<(), Error> {
+        let remote = &self.remote;
+        let what = self.instance_what();
+        let instance_url = self.url(&format!("/1.0/instances/{}", encode(&self.name)), &[]);
+        let cached = cache.recall();
+        // Unknown server: its facts and the instance are asked for together,
+        // one round trip. An answer left untaken (when the server check fails)
+        // is drained by the transport.
+        let mut instance_answer = None;
+        let fresh = cached.is_none();
+        let server = match cached {
+            Some(info) => info,
+            None => {
+                let server_what = format!("remote '{remote}'");
+                let facts = self.http.start(Request::new(Method::Get, "/1.0")).map_err(|e| Error::from_http(e, &server_what))?;
+                instance_answer =
+                    Some(self.http.start(Request::new(Method::Get, instance_url.clone())).map_err(|e| Error::from_http(e, &what))?);
+                server_info_from(&self.take_json(facts, &server_what)?)
+            }
+        };
+        self.check_server(&server)?;
+        if fresh {
+            cache.remember(&server);
+        }
+        self.facts.borrow_mut().server = server;
+        let meta = match instance_answer {
+            Some(pending) => self.take_json(pending, &what),
+            None => self.get_json(&instance_url, &what),
+        }
+        .map_err(|e| self.with_trust_hint(e))?;
+        let status = str_field(&meta, "status").to_string();
+        let kind = str_field(&meta, "type").to_string();
+        let mut facts = self.facts.borrow_mut();
+        facts.status = status;
+        facts.kind = kind;
+        if facts.status != "Running" {
+            return Err(Error::NotRunning(format!(
+                "{what} is {}, not Running; start it with `lxc start {remote}:{}`",
+                if facts.status.is_empty() { "in an unknown state" } else { &facts.status },
+                self.name
+            )));
+        }
+        Ok(())
     }
-    if cached.is_none() {
-        cache.remember(&inst.server);
+
+    /// Refuses a server that does not trust us or cannot record output.
+    fn check_server(&self, info: &ServerInfo) -> Result<(), Error> {
+        let remote = &self.remote;
+        if info.auth != "trusted" {
+            return Err(Error::Permission(format!(
+                "remote '{remote}' does not trust this client's certificate (auth: {}). On the server, \
+                 run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here",
+                info.auth
+            )));
+        }
+        if !info.extensions.iter().any(|e| e == EXEC_RECORDING) {
+            return Err(Error::Unsupported(format!(
+                "remote '{remote}' (LXD {}) lacks the API extension '{EXEC_RECORDING}' that running \
+                 commands needs; upgrade LXD",
+                info.server_version
+            )));
+        }
+        Ok(())
     }
-    let meta = match instance_answer {
-        Some(pending) => inst.take_json(pending, &what),
-        None => inst.get_json(&instance_url, &what),
-    }
-    .map_err(|e| match e {
+
+    /// A refusal after the server facts came from the cache may mean the
+    /// server stopped trusting us since: say how to fix that.
+    fn with_trust_hint(&self, e: Error) -> Error {
+        let remote = &self.remote;
+        match e {
             Error::Permission(m) => Error::Permission(format!(
                 "{m}; remote '{remote}' may no longer trust this client's certificate: on the \
                  server, run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here"
             )),
             other => other,
-        })?;
-    inst.status = str_field(&meta, "status").to_string();
-    inst.kind = str_field(&meta, "type").to_string();
-    if inst.status != "Running" {
-        return Err(Error::NotRunning(format!(
-            "{what} is {}, not Running; start it with `lxc start {remote}:{name}`",
-            if inst.status.is_empty() { "in an unknown state" } else { &inst.status }
-        )));
+        }
     }
-    Ok(inst)
-}
 
-impl<H: Http> Instance<H> {
-    /// Facts about the target for display, in a stable order.
+    /// Makes a deferred session's checks now, if they are still to be made.
+    /// After a failure they are made again by the next call.
+    fn ensure_checked(&self) -> Result<(), Error> {
+        let Some(cache) = self.unchecked.borrow_mut().take() else {
+            return Ok(());
+        };
+        self.check(&*cache).inspect_err(|_| *self.unchecked.borrow_mut() = Some(cache))
+    }
+
+    fn instance_what(&self) -> String {
+        format!("instance '{}' on remote '{}' (project '{}')", self.name, self.remote, self.project)
+    }
+
+    /// Facts about the target for display, in a stable order. A deferred
+    /// session makes its checks (or completes what its first command
+    /// learned) first; a failure shows as a last `error` entry.
     pub fn describe(&self) -> Vec<(String, String)> {
-        [
+        let problem = match self.ensure_checked() {
+            Ok(()) if self.facts.borrow().kind.is_empty() => self.refresh_instance().err(),
+            Ok(()) => None,
+            Err(e) => Some(e),
+        };
+        let facts = self.facts.borrow();
+        let mut out: Vec<(String, String)> = [
             ("remote", self.remote.as_str()),
-            ("server", self.server.server.as_str()),
-            ("server version", self.server.server_version.as_str()),
-            ("api version", self.server.api_version.as_str()),
-            ("auth", self.server.auth.as_str()),
+            ("server", facts.server.server.as_str()),
+            ("server version", facts.server.server_version.as_str()),
+            ("api version", facts.server.api_version.as_str()),
+            ("auth", facts.server.auth.as_str()),
             ("project", self.project.as_str()),
             ("instance", self.name.as_str()),
-            ("type", self.kind.as_str()),
-            ("status", self.status.as_str()),
+            ("type", facts.kind.as_str()),
+            ("status", facts.status.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        .collect();
+        if let Some(e) = problem {
+            out.push(("error".to_string(), e.to_string()));
+        }
+        out
+    }
+
+    /// Reads the instance's status and type again.
+    fn refresh_instance(&self) -> Result<(), Error> {
+        let url = self.url(&format!("/1.0/instances/{}", encode(&self.name)), &[]);
+        let meta = self.get_json(&url, &self.instance_what())?;
+        let mut facts = self.facts.borrow_mut();
+        facts.status = str_field(&meta, "status").to_string();
+        facts.kind = str_field(&meta, "type").to_string();
+        Ok(())
     }
 
     /// Runs `command` through `sh -c` with recorded output, then reads and
     /// deletes both log files so nothing is left on the server.
     pub fn run(&self, command: &str, opts: &RunOptions) -> Result<RunOutput, Error> {
         validate_run(command, opts)?;
+        let deferred = self.unchecked.borrow_mut().take();
+        let result = self.run_with(command, opts, deferred.as_deref());
+        if deferred.is_some() && self.facts.borrow().status.is_empty() {
+            // The server or the instance did not pass: the next call checks again.
+            *self.unchecked.borrow_mut() = deferred;
+        }
+        result
+    }
+
+    /// [`Instance::run`]; with `deferred`, the session's checks ride along.
+    fn run_with(&self, command: &str, opts: &RunOptions, deferred: Option<&dyn ServerCache>) -> Result<RunOutput, Error> {
         let what = format!("running a command in {}", self.who());
+        let server_what = format!("remote '{}'", self.remote);
+        // A deferred session asks for the server facts in front of its
+        // first exec. Nothing is lost by not waiting for them: a server that
+        // does not trust us refuses the exec too, and a missing or stopped
+        // instance makes the exec fail with the reason.
+        let server_check = match deferred {
+            None => None,
+            Some(cache) => Some(match cache.recall() {
+                Some(info) => ServerCheck::Known(info),
+                None => ServerCheck::Asked(
+                    self.http.start(Request::new(Method::Get, "/1.0")).map_err(|e| Error::from_http(e, &server_what))?,
+                ),
+            }),
+        };
         // The command's stdin is /dev/null under record-output, so the input
         // is uploaded to a random file; the outer shell opens it, unlinks it
         // and evaluates the command as its own single shell layer. The
@@ -237,6 +357,26 @@ impl<H: Http> Instance<H> {
         }
         let path = self.url(&format!("/1.0/instances/{}/exec", encode(&self.name)), &[]);
         let exec = self.http.start(Request::new(Method::Post, path).json(&body));
+        // Answers come in order: the server facts first. When they fail the
+        // check, the answers behind them are drained by the transport.
+        if let (Some(check), Some(cache)) = (server_check, deferred) {
+            let info = match check {
+                ServerCheck::Known(info) => Ok((info, false)),
+                ServerCheck::Asked(pending) => self.take_json(pending, &server_what).map(|m| (server_info_from(&m), true)),
+            };
+            let (info, fresh) = info.and_then(|(info, fresh)| self.check_server(&info).map(|()| (info, fresh))).map_err(
+                |e| match e {
+                    Error::Unsupported(m) => {
+                        Error::Unsupported(format!("{m} (the command went out with this check and may have run)"))
+                    }
+                    other => other,
+                },
+            )?;
+            if fresh {
+                cache.remember(&info);
+            }
+            self.facts.borrow_mut().server = info;
+        }
         let uploaded = match stdin {
             Some((path, pending)) => match self.take_body(pending, JSON_LIMIT, "sending the command's standard input") {
                 Ok((head, _)) if head.status == 200 => Ok(Some(path)),
@@ -248,7 +388,23 @@ impl<H: Http> Instance<H> {
             },
             None => Ok(None),
         };
-        let exec = exec.map_err(|e| Error::from_http(e, &what)).and_then(|p| self.take_doc(p, &what));
+        // The exec's own answer is a deferred session's instance check:
+        // its refusals read as `connect`'s would.
+        let exec_what = if deferred.is_some() { self.instance_what() } else { what.clone() };
+        let exec = exec.map_err(|e| Error::from_http(e, &what)).and_then(|p| self.take_doc(p, &exec_what)).map_err(|e| {
+            match e {
+                Error::NotRunning(_) if deferred.is_some() => Error::NotRunning(format!(
+                    "{exec_what} is not running; start it with `lxc start {}:{}`",
+                    self.remote, self.name
+                )),
+                Error::Permission(_) if deferred.is_some() => self.with_trust_hint(e),
+                other => other,
+            }
+        });
+        if exec.is_ok() && deferred.is_some() {
+            // Accepted: the instance exists and runs.
+            self.facts.borrow_mut().status = "Running".to_string();
+        }
         let op = match (exec, uploaded) {
             (Ok(op), Ok(_)) => op,
             (Ok(op), Err((_, upload_error))) => {
@@ -405,6 +561,7 @@ impl<H: Http> Instance<H> {
     /// Starts writing `path`; the content follows through the writer.
     pub fn put_file(&self, path: &str, opts: PutOptions) -> Result<FileWriter<H::Upload>, Error> {
         let req = self.file_request(path, opts)?;
+        self.ensure_checked()?;
         let what = format!("writing {path} in {}", self.who());
         let upload = self.http.upload(req).map_err(|e| Error::from_http(e, &what))?;
         Ok(FileWriter { upload: Some(upload), what })
@@ -413,6 +570,7 @@ impl<H: Http> Instance<H> {
     /// Starts reading the regular file at `path`.
     pub fn get_file(&self, path: &str) -> Result<FileReader<H::Body>, Error> {
         validate_path(path)?;
+        self.ensure_checked()?;
         let what = format!("reading {path} in {}", self.who());
         let (head, mut body) = self
             .http
@@ -511,6 +669,12 @@ impl<H: Http> Instance<H> {
         let pending = self.http.start(Request::new(Method::Get, url)).map_err(|e| Error::from_http(e, what))?;
         self.take_json(pending, what)
     }
+}
+
+/// A deferred session's server facts: remembered, or asked for.
+enum ServerCheck<P> {
+    Known(ServerInfo),
+    Asked(P),
 }
 
 /// The shell that feeds an uploaded file to the command as stdin. `$1` is

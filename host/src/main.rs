@@ -182,12 +182,21 @@ async fn exec(runtime: &Runtime, project: Option<&str>, args: ExecArgs) -> Resul
         user: args.user,
         group: args.group,
     };
-    let mut session = connect(runtime, project, &args.instance).await?;
+    // One command: the connect checks ride along with it.
+    let mut session = open(runtime, project, &args.instance).await?;
     let out = session.run(&args.command.join(" "), &options).await?;
     session.close().await;
     std::io::stdout().write_all(&out.stdout).and_then(|()| std::io::stdout().flush()).context("writing stdout")?;
     std::io::stderr().write_all(&out.stderr).and_then(|()| std::io::stderr().flush()).context("writing stderr")?;
     Ok(u8::try_from(out.exit_code).unwrap_or(FAILURE))
+}
+
+async fn open(runtime: &Runtime, project: Option<&str>, name: &str) -> Result<Session> {
+    let mut target = runtime.parse_name(name).await?;
+    if let Some(p) = project {
+        target.set("project", p);
+    }
+    Ok(runtime.open_target(&target).await?)
 }
 
 /// Splits `[REMOTE:]INSTANCE/PATH` into the instance name and the absolute path.

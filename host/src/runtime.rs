@@ -227,6 +227,25 @@ impl Runtime {
         Ok(Session { store, bindings: Arc::new(bindings), session: Some(session) })
     }
 
+    /// Parses `name` and opens a deferred session on it (see
+    /// [`Runtime::open_target`]).
+    pub async fn open(&self, name: &str) -> Result<Session, Error> {
+        let target = self.parse_name(name).await?;
+        self.open_target(&target).await
+    }
+
+    /// Opens a session without any I/O: the checks `connect_target` makes
+    /// ride along with the session's first call (a first `run` saves a
+    /// round trip). For one-shot use such as the CLI; the errors are the
+    /// ones `connect_target` gives, from that first call.
+    pub async fn open_target(&self, target: &Target) -> Result<Session, Error> {
+        let (mut store, bindings) = self.instantiate().await?;
+        let t = wit::Target { host_name: target.host_name.clone(), data: target.data.clone() };
+        let r = bindings.orchestrator_connector_connector().call_connect_deferred(&mut store, &t).await;
+        let session = guest(&store, r)?.map_err(connector_error)?;
+        Ok(Session { store, bindings: Arc::new(bindings), session: Some(session) })
+    }
+
     async fn instantiate(&self) -> Result<(Store<State>, bindings::LxdConnector), Error> {
         let stderr = MemoryOutputPipe::new(64 * 1024);
         // No preopens, no environment, no sockets: the guest's only way

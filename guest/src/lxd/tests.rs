@@ -1171,8 +1171,8 @@ fn get_file_rejects_a_relative_path_before_sending() {
 // ---------------------------------------------------------------------------
 
 /// A cache that records what it was asked to remember.
-#[derive(Default)]
-struct MemoryCache(RefCell<Option<ServerInfo>>);
+#[derive(Clone, Default)]
+struct MemoryCache(Rc<RefCell<Option<ServerInfo>>>);
 
 impl ServerCache for MemoryCache {
     fn recall(&self) -> Option<ServerInfo> {
@@ -1227,4 +1227,144 @@ fn connect_with_remembered_facts_explains_a_lost_trust() {
     let e = err(connect_cached(fake, "prod", "default", "c1", &cache));
     let Error::Permission(msg) = &e else { panic!("expected Permission, got {e:?}") };
     assert!(msg.contains("not authorized") && msg.contains("lxc config trust add"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------
+// deferred sessions: the checks ride along with the first command
+// ---------------------------------------------------------------------------
+
+fn deferred(cache: &MemoryCache) -> (Instance<FakeHttp>, FakeHttp) {
+    let fake = FakeHttp::new();
+    let inst = open_deferred(fake.clone(), "prod", "default", "c1", Box::new(cache.clone()));
+    assert!(fake.sent().is_empty(), "opening a deferred session sends nothing");
+    (inst, fake)
+}
+
+#[test]
+fn deferred_run_sends_the_server_check_in_front_of_the_exec_in_one_batch() {
+    let cache = MemoryCache::default();
+    let (inst, fake) = deferred(&cache);
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", EXTENSIONS));
+    script_exec(&fake, 3, b"out", b"err");
+    let out = inst.run("true", &RunOptions::default()).expect("run");
+    assert_eq!((out.exit_code, &out.stdout[..], &out.stderr[..]), (3, &b"out"[..], &b"err"[..]));
+    let sent: Vec<String> = fake.requests().iter().map(|(m, p)| format!("{m} {}", p.split('?').next().unwrap_or(p))).collect();
+    assert_eq!(
+        sent,
+        vec![
+            "GET /1.0".to_string(),
+            "POST /1.0/instances/c1/exec".to_string(),
+            format!("GET /1.0/operations/{OP}/wait"),
+            format!("GET {}", log_path("1")),
+            format!("GET {}", log_path("2")),
+            format!("DELETE {}", log_path("1")),
+            format!("DELETE {}", log_path("2")),
+        ],
+        "no instance GET: the exec's answer is the instance check"
+    );
+    assert_eq!(cache.recall().map(|i| i.auth), Some("trusted".to_string()), "the checked server is remembered");
+    fake.assert_script_used();
+
+    // Checked now: the next command is a plain one.
+    script_exec(&fake, 0, b"", b"");
+    fake.forget_sent();
+    inst.run("true", &RunOptions::default()).expect("second run");
+    assert_eq!(fake.requests()[0].0, Method::Post);
+    fake.assert_script_used();
+}
+
+#[test]
+fn deferred_run_on_a_known_server_sends_the_exec_first() {
+    let cache = MemoryCache::default();
+    cache.remember(&ServerInfo { auth: "trusted".into(), extensions: vec![EXEC_RECORDING.into()], ..Default::default() });
+    let (inst, fake) = deferred(&cache);
+    script_exec(&fake, 0, b"x", b"");
+    inst.run("true", &RunOptions::default()).expect("run");
+    assert_eq!(fake.requests()[0].0, Method::Post);
+    assert_eq!(fake.requests().len(), 6);
+    fake.assert_script_used();
+}
+
+#[test]
+fn deferred_run_on_a_stopped_instance_reads_as_connect_and_checks_again_next_time() {
+    let cache = MemoryCache::default();
+    let (inst, fake) = deferred(&cache);
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", EXTENSIONS));
+    fake.reply_json(Method::Post, "/1.0/instances/c1/exec", 400, error_doc(400, "Instance is not running"));
+    let e = inst.run("true", &RunOptions::default()).unwrap_err();
+    let Error::NotRunning(msg) = &e else { panic!("expected NotRunning, got {e:?}") };
+    assert!(msg.contains("instance 'c1' on remote 'prod' (project 'default')"), "{msg}");
+    assert!(msg.contains("lxc start prod:c1"), "{msg}");
+    assert_eq!(fake.requests().len(), 2, "no wait for an operation that never started");
+    fake.assert_script_used();
+
+    // Started since: the next command is checked again, with the
+    // remembered server facts.
+    fake.forget_sent();
+    script_exec(&fake, 0, b"", b"");
+    inst.run("true", &RunOptions::default()).expect("run after start");
+    assert_eq!(fake.requests()[0].0, Method::Post);
+    fake.assert_script_used();
+}
+
+#[test]
+fn deferred_run_on_a_missing_instance_is_not_found_naming_instance_remote_and_project() {
+    let (inst, fake) = deferred(&MemoryCache::default());
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", EXTENSIONS));
+    fake.reply_json(Method::Post, "/1.0/instances/c1/exec", 404, error_doc(404, "Instance not found"));
+    let e = inst.run("true", &RunOptions::default()).unwrap_err();
+    let Error::NotFound(msg) = &e else { panic!("expected NotFound, got {e:?}") };
+    assert!(msg.contains("instance 'c1' on remote 'prod' (project 'default')"), "{msg}");
+    fake.assert_script_used();
+}
+
+#[test]
+fn deferred_run_refused_by_an_untrusted_server_is_a_permission_error_with_the_fix() {
+    let cache = MemoryCache::default();
+    let (inst, fake) = deferred(&cache);
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("untrusted", EXTENSIONS));
+    let e = inst.run("true", &RunOptions::default()).unwrap_err();
+    let Error::Permission(msg) = &e else { panic!("expected Permission, got {e:?}") };
+    assert!(msg.contains("lxc config trust add") && msg.contains("lxc remote add prod"), "{msg}");
+    assert!(cache.recall().is_none(), "an untrusted server is never remembered");
+}
+
+#[test]
+fn deferred_run_on_a_server_without_exec_recording_says_the_command_may_have_run() {
+    let (inst, fake) = deferred(&MemoryCache::default());
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", &["file_delete"]));
+    let e = inst.run("true", &RunOptions::default()).unwrap_err();
+    let Error::Unsupported(msg) = &e else { panic!("expected Unsupported, got {e:?}") };
+    assert!(msg.contains(EXEC_RECORDING) && msg.contains("may have run"), "{msg}");
+}
+
+#[test]
+fn deferred_put_file_makes_the_connect_checks_first() {
+    let (inst, fake) = deferred(&MemoryCache::default());
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", EXTENSIONS));
+    fake.reply_json(Method::Get, "/1.0/instances/c1", 200, instance_doc("c1", "default", "Stopped"));
+    let e = err(inst.put_file("/tmp/x", PutOptions::default()));
+    assert!(matches!(e, Error::NotRunning(_)), "{e:?}");
+    assert!(fake.requests().iter().all(|(m, _)| *m == Method::Get), "nothing is written to a stopped instance");
+    fake.assert_script_used();
+}
+
+#[test]
+fn deferred_describe_checks_first_and_completes_what_a_first_run_learned() {
+    let (inst, fake) = deferred(&MemoryCache::default());
+    fake.reply_json(Method::Get, "/1.0", 200, server_doc("trusted", EXTENSIONS));
+    script_exec(&fake, 0, b"", b"");
+    inst.run("true", &RunOptions::default()).expect("run");
+    fake.reply_json(Method::Get, "/1.0/instances/c1", 200, instance_doc("c1", "default", "Running"));
+    let facts = inst.describe();
+    assert!(facts.contains(&("type".to_string(), "container".to_string())), "{facts:?}");
+    assert!(facts.contains(&("server version".to_string(), "5.0.2".to_string())), "{facts:?}");
+    fake.assert_script_used();
+
+    let (inst, fake) = deferred(&MemoryCache::default());
+    fake.fail(Method::Get, "/1.0", HttpError::Connect("connection refused".into()));
+    let facts = inst.describe();
+    let last = facts.last().expect("facts");
+    assert_eq!(last.0, "error", "{facts:?}");
+    assert!(last.1.contains("connection refused"), "{facts:?}");
 }
