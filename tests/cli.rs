@@ -151,3 +151,64 @@ fn another_component_can_be_loaded_by_path() {
         .unwrap();
     assert_eq!(o.stdout, b"via-file\n", "{}", stderr(&o));
 }
+
+/// Copies the trusted test config into `dir`, then lets `spoil` change it.
+fn config_copy(dir: &std::path::Path, spoil: impl FnOnce(&std::path::Path)) {
+    std::fs::create_dir_all(dir.join("servercerts")).unwrap();
+    for f in ["config.yml", "client.crt", "client.key", "servercerts/testlxd.crt"] {
+        std::fs::copy(conf().join(f), dir.join(f)).unwrap();
+    }
+    spoil(dir);
+}
+
+#[test]
+fn nothing_the_cli_prints_ever_holds_key_material() {
+    let key = std::fs::read_to_string(conf().join("client.key")).unwrap();
+    let key_lines: Vec<&str> = key.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16).collect();
+    assert!(!key_lines.is_empty(), "the test key has a body");
+    let base = tempfile::tempdir().unwrap();
+    let half = &key[..key.len() / 2];
+    let spoilers: Vec<(&str, Box<dyn Fn(&std::path::Path)>)> = vec![
+        ("as configured", Box::new(|_| {})),
+        ("key truncated", Box::new(move |d| std::fs::write(d.join("client.key"), half).unwrap())),
+        ("key without PEM armour", Box::new(|d| {
+            let k = std::fs::read_to_string(d.join("client.key")).unwrap();
+            let body: String = k.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("\n");
+            std::fs::write(d.join("client.key"), body).unwrap();
+        })),
+        ("key in place of the certificate", Box::new(|d| std::fs::copy(d.join("client.key"), d.join("client.crt")).map(|_| ()).unwrap())),
+        ("certificate in place of the key", Box::new(|d| std::fs::copy(d.join("client.crt"), d.join("client.key")).map(|_| ()).unwrap())),
+        ("key in place of the pinned server certificate", Box::new(|d| {
+            std::fs::copy(d.join("client.key"), d.join("servercerts/testlxd.crt")).map(|_| ()).unwrap()
+        })),
+        ("key in place of config.yml", Box::new(|d| std::fs::copy(d.join("client.key"), d.join("config.yml")).map(|_| ()).unwrap())),
+    ];
+    for (i, (what, spoil)) in spoilers.into_iter().enumerate() {
+        let dir = base.path().join(i.to_string());
+        config_copy(&dir, spoil);
+        for args in [
+            &["exec", "testlxd:c1", "--", "true"][..],
+            &["exec", "testlxd:nosuch", "--", "true"],
+            &["info", "testlxd:c1"],
+            &["get", "testlxd:c1/no/such/file", "-"],
+        ] {
+            let o = Command::new(env!("CARGO_BIN_EXE_lxd-connector"))
+                .args(args)
+                .env("LXD_CONF", &dir)
+                .env("RUST_LOG", "trace")
+                .env("RUST_BACKTRACE", "1")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let printed = [String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)].concat();
+            assert!(!printed.contains("PRIVATE KEY"), "{what}, {args:?}: {printed}");
+            for line in &key_lines {
+                assert!(!printed.contains(line), "{what}, {args:?} printed key material: {printed}");
+            }
+            if what != "as configured" {
+                assert_eq!(o.status.code(), Some(255), "{what}, {args:?}: {printed}");
+                assert_eq!(printed.trim_end().lines().count(), 1, "{what}, {args:?}: one clear line: {printed}");
+            }
+        }
+    }
+}

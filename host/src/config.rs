@@ -214,7 +214,7 @@ fn strict_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Strin
 /// serde_yaml_ng's message, with a position even when it leaves one out (a type
 /// error on the whole document, e.g. a list instead of a mapping, has none).
 fn describe_yaml_error(err: &serde_yaml_ng::Error) -> String {
-    let message = err.to_string();
+    let message = redact_strings(&err.to_string());
     if message.contains(" at line ") {
         return message;
     }
@@ -222,6 +222,35 @@ fn describe_yaml_error(err: &serde_yaml_ng::Error) -> String {
         Some(at) => format!("{message} at line {} column {}", at.line(), at.column()),
         None => format!("{message} (at the top level of the file)"),
     }
+}
+
+/// serde names a mistyped value as `string "…"` with the value itself; the
+/// file may be anything (a key copied in its place), so the value is never
+/// shown: the line and column say where it is.
+fn redact_strings(message: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        out.push_str("a string (not shown)");
+        let mut escaped = false;
+        let mut end = rest.len();
+        for (i, c) in rest[at + MARK.len()..].char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = at + MARK.len() + i + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `config.yml` as written; every field optional because `lxc` tolerates their absence.
@@ -1040,6 +1069,20 @@ mod tests {
             );
             assert!(msg.contains("line"), "{msg}");
         }
+    }
+
+    #[test]
+    fn a_mistyped_value_is_located_but_never_quoted() {
+        // A key file copied over config.yml must not reach an error message.
+        let secret = "-----BEGIN EC PRIVATE KEY----- MIGkAgEBBDAhCAQ9p6ey6D6PJmF \\\" tail -----END EC PRIVATE KEY-----";
+        for yaml in [format!("{secret:?}\n"), format!("remotes:\n  a:\n    public: {secret:?}\n")] {
+            let dir = write_config(&yaml);
+            let msg = ClientConfig::load(dir.path()).unwrap_err().to_string();
+            assert!(!msg.contains("MIGkAgEB") && !msg.contains("tail"), "{msg}");
+            assert!(msg.contains("a string (not shown)") && msg.contains("line"), "{msg}");
+        }
+        assert_eq!(redact_strings(r#"x string "a\"b" y string "c""#), "x a string (not shown) y a string (not shown)");
+        assert_eq!(redact_strings(r#"cut string "abc"#), "cut a string (not shown)");
     }
 
     #[test]

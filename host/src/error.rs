@@ -58,9 +58,13 @@ pub enum Error {
     /// The component could not be loaded or instantiated.
     #[error("cannot load the connector component: {0}")]
     Load(String),
-    /// The component trapped or hit a limit; its instance is discarded.
+    /// The component trapped; its instance is discarded.
     #[error("the connector component failed: {0}")]
     Guest(String),
+    /// The component went over its memory or CPU cap and was stopped; its
+    /// instance is discarded. Other sessions are unaffected.
+    #[error("{0}")]
+    Limit(String),
     /// A local file or stream failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
@@ -41,6 +41,16 @@ pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("LXD_CONNECTOR_EMBEDD
 /// Default cap on a session's guest memory.
 pub const DEFAULT_MEMORY_LIMIT: usize = 1536 << 20;
 
+/// Default cap on the guest's work in one call, in wasm instructions
+/// (wasmtime fuel). The connector's own calls use a tiny fraction of it
+/// (see `tests/sandbox.rs`); a guest that spins is stopped after a few
+/// seconds of CPU. Time spent waiting for the network costs nothing.
+pub const DEFAULT_CPU_BUDGET: u64 = 20_000_000_000;
+
+/// A guest that computes for this many instructions without calling the
+/// host yields its thread to other sessions.
+const YIELD_INTERVAL: u64 = 10_000_000;
+
 /// How to build a [`Runtime`].
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -53,11 +63,20 @@ pub struct RuntimeOptions {
     /// Keep compiled components here (see [`crate::cache`]); `None`
     /// compiles at every start.
     pub cache_dir: Option<PathBuf>,
+    /// Cap on the guest's work in any one call, in wasm instructions; a
+    /// call over it fails with [`Error::Limit`] and closes its session.
+    pub cpu_budget: u64,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { component: None, config_dir: None, memory_limit: DEFAULT_MEMORY_LIMIT, cache_dir: None }
+        RuntimeOptions {
+            component: None,
+            config_dir: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            cache_dir: None,
+            cpu_budget: DEFAULT_CPU_BUDGET,
+        }
     }
 }
 
@@ -67,6 +86,7 @@ pub struct Runtime {
     pre: bindings::LxdConnectorPre<State>,
     remotes: Arc<Remotes>,
     memory_limit: usize,
+    cpu_budget: u64,
     origin: Origin,
 }
 
@@ -146,7 +166,10 @@ impl Runtime {
     /// Loads and compiles the component (the embedded one unless
     /// `options.component` names a file).
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
-        let config = Config::new();
+        let mut config = Config::new();
+        // Fuel counts the guest's own instructions, never the time it
+        // waits on the host: the CPU cap cannot cut a long command short.
+        config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| Error::Load(format!("{e:#}")))?;
         let file;
         let (wasm, name): (&[u8], String) = match &options.component {
@@ -174,6 +197,7 @@ impl Runtime {
             pre,
             remotes: Arc::new(Remotes::new(config_dir)),
             memory_limit: options.memory_limit,
+            cpu_budget: options.cpu_budget,
             origin,
         })
     }
@@ -207,6 +231,7 @@ impl Runtime {
     /// Parses an inventory name (`[REMOTE:]INSTANCE`) without any I/O.
     pub async fn parse_name(&self, name: &str) -> Result<Target, Error> {
         let (mut store, bindings) = self.instantiate().await?;
+        refuel(&mut store)?;
         let t = bindings.orchestrator_connector_connector().call_parse_name(&mut store, name).await;
         let t = guest(&store, t)?.map_err(connector_error)?;
         Ok(Target { host_name: t.host_name, data: t.data })
@@ -221,6 +246,7 @@ impl Runtime {
     /// Connects to a parsed (and possibly overridden) target.
     pub async fn connect_target(&self, target: &Target) -> Result<Session, Error> {
         let (mut store, bindings) = self.instantiate().await?;
+        refuel(&mut store)?;
         let t = wit::Target { host_name: target.host_name.clone(), data: target.data.clone() };
         let r = bindings.orchestrator_connector_connector().call_connect(&mut store, &t).await;
         let session = guest(&store, r)?.map_err(connector_error)?;
@@ -240,6 +266,7 @@ impl Runtime {
     /// ones `connect_target` gives, from that first call.
     pub async fn open_target(&self, target: &Target) -> Result<Session, Error> {
         let (mut store, bindings) = self.instantiate().await?;
+        refuel(&mut store)?;
         let t = wit::Target { host_name: target.host_name.clone(), data: target.data.clone() };
         let r = bindings.orchestrator_connector_connector().call_connect_deferred(&mut store, &t).await;
         let session = guest(&store, r)?.map_err(connector_error)?;
@@ -256,13 +283,7 @@ impl Runtime {
             .allow_ip_name_lookup(false)
             .stderr(stderr.clone())
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.memory_limit)
-            .instances(16)
-            .tables(32)
-            .memories(4)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = Limits { memory: self.memory_limit, cpu_budget: self.cpu_budget, hit_memory: false };
         let state = State {
             wasi,
             table: ResourceTable::new(),
@@ -274,6 +295,8 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.fuel_async_yield_interval(Some(YIELD_INTERVAL)).map_err(|e| Error::Load(format!("{e:#}")))?;
+        refuel(&mut store)?;
         let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| Error::Load(format!("{e:#}")))?;
         Ok((store, bindings))
     }
@@ -287,8 +310,11 @@ pub struct Session {
 }
 
 impl Session {
-    fn handle(&self) -> Result<ResourceAny, Error> {
-        self.session.ok_or_else(|| Error::Guest("the session was closed after a failure".into()))
+    /// The session's handle, with a full CPU budget for the call to come.
+    fn handle(&mut self) -> Result<ResourceAny, Error> {
+        let h = self.session.ok_or_else(|| Error::Guest("the session was closed after a failure".into()))?;
+        refuel(&mut self.store)?;
+        Ok(h)
     }
 
     /// Facts about the target (remote, server version, auth, status …).
@@ -341,10 +367,12 @@ impl Session {
                 if n == 0 {
                     break;
                 }
+                refuel(&mut self.store)?;
                 let r = api.file_writer().call_write(&mut self.store, writer, &buf[..n]).await;
                 self.check(r)?.map_err(connector_error)?;
                 total += n as u64;
             }
+            refuel(&mut self.store)?;
             let r = api.file_writer().call_finish(&mut self.store, writer).await;
             self.check(r)?.map_err(connector_error)
         }
@@ -362,9 +390,11 @@ impl Session {
         let r = api.session().call_get_file(&mut self.store, h, path).await;
         let reader = self.check(r)?.map_err(connector_error)?;
         let result = async {
+            refuel(&mut self.store)?;
             let r = api.file_reader().call_info(&mut self.store, reader).await;
             let i = self.check(r)?;
             loop {
+                refuel(&mut self.store)?;
                 let r = api.file_reader().call_read(&mut self.store, reader, CHUNK as u32).await;
                 match self.check(r)?.map_err(connector_error)? {
                     Some(chunk) => dst.write_all(&chunk).await?,
@@ -404,6 +434,21 @@ impl Session {
 
 fn guest<T>(store: &Store<State>, r: wasmtime::Result<T>) -> Result<T, Error> {
     r.map_err(|e| {
+        let limits = &store.data().limits;
+        if limits.hit_memory {
+            return Error::Limit(format!(
+                "the connector component needed more than its memory limit of {} MiB and was stopped; \
+                 its session is closed (the limit is RuntimeOptions::memory_limit)",
+                limits.memory >> 20
+            ));
+        }
+        if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::OutOfFuel)) {
+            return Error::Limit(format!(
+                "the connector component computed for more than its CPU budget of {} instructions in one \
+                 call and was stopped; its session is closed (the budget is RuntimeOptions::cpu_budget)",
+                limits.cpu_budget
+            ));
+        }
         let stderr = store.data().stderr.contents();
         let stderr = String::from_utf8_lossy(&stderr);
         let stderr = stderr.trim();
@@ -438,8 +483,52 @@ pub(crate) struct State {
     http: WasiHttpCtx,
     hooks: Hooks,
     remotes: Arc<Remotes>,
-    limits: StoreLimits,
+    limits: Limits,
     stderr: MemoryOutputPipe,
+}
+
+/// A session's resource caps. Memory growth past the cap traps at once
+/// (never a failed allocation the guest might misreport), and the trap is
+/// remembered so it reads as the limit it is.
+pub(crate) struct Limits {
+    memory: usize,
+    cpu_budget: u64,
+    hit_memory: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            self.hit_memory = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.memory);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+}
+
+/// More table entries than any sane component needs.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Gives the store a full CPU budget for the next call.
+fn refuel(store: &mut Store<State>) -> Result<(), Error> {
+    let budget = store.data().limits.cpu_budget;
+    store.set_fuel(budget).map_err(|e| Error::Load(format!("{e:#}")))
 }
 
 impl WasiView for State {

@@ -75,7 +75,10 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 }
 
 fn to_py(e: Error) -> PyErr {
-    let kind = e.kind().map_or("host", kind_name);
+    let kind = match &e {
+        Error::Limit(_) => "limit",
+        _ => e.kind().map_or("host", kind_name),
+    };
     let err = if e.kind() == Some(ErrorKind::Timeout) {
         ConnectorTimeout::new_err(e.to_string())
     } else {
