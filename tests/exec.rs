@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use lxd_connector::{ErrorKind, RunOptions};
+use lxd_connector::{ErrorKind, Preconnect, RunOptions, Runtime, RuntimeOptions};
 
 fn opts() -> RunOptions {
     RunOptions::default()
@@ -128,6 +128,42 @@ async fn one_connection_serves_a_whole_session() {
     let mut s3 = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
     s3.run("true", &opts()).await.unwrap();
     assert_eq!(rt.connections_opened(REMOTE), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_session_takes_over_the_connection_started_while_the_component_loaded() {
+    let rt = Runtime::new(RuntimeOptions {
+        config_dir: Some(conf()),
+        preconnect: Preconnect::guess(&format!("{REMOTE}:c1")),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rt.connections_opened(REMOTE) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(rt.connections_opened(REMOTE), 1, "no session asked, yet the connection is up");
+    assert_eq!(rt.requests_sent(REMOTE), 0);
+    let mut s = rt.open(&format!("{REMOTE}:c1")).await.unwrap();
+    assert_eq!(s.run("echo hi", &opts()).await.unwrap().stdout, b"hi\n");
+    assert_eq!(rt.connections_opened(REMOTE), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preconnecting_to_a_remote_that_does_not_exist_changes_nothing() {
+    let rt = Runtime::new(RuntimeOptions {
+        config_dir: Some(conf()),
+        preconnect: Preconnect::Remote("no-such-remote".into()),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let e = rt.connect("no-such-remote:c1").await.err().expect("unknown remote");
+    let plain = runtime().connect("no-such-remote:c1").await.err().expect("unknown remote");
+    assert_eq!((e.kind(), e.to_string()), (plain.kind(), plain.to_string()));
+    assert!(e.kind().is_some(), "{e}");
+    assert!(e.to_string().contains("no-such-remote"), "{e}");
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    assert_eq!(s.run("true", &opts()).await.unwrap().exit_code, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use lxd_connector::{PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
+use lxd_connector::{Preconnect, PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
 
 /// Exit code for every failure of lxd-connector itself.
 const FAILURE: u8 = 255;
@@ -133,7 +133,15 @@ fn fail(e: anyhow::Error) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8> {
+    let name = match &cli.command {
+        Command::Exec(args) => args.instance.as_str(),
+        Command::Info(args) => args.instance.as_str(),
+        Command::Put(args) => args.target.split('/').next().unwrap_or_default(),
+        Command::Get(args) => args.source.split('/').next().unwrap_or_default(),
+    };
     let runtime = Runtime::new(RuntimeOptions {
+        // The handshakes overlap with loading the component.
+        preconnect: Preconnect::guess(name),
         component: cli.component.clone(),
         config_dir: cli.config_dir.clone(),
         cache_dir: if cli.no_cache { None } else { lxd_connector::cache::default_dir() },

@@ -109,6 +109,17 @@ impl Remotes {
         Ok(ResolvedRemote { name: remote.name.clone(), authority, project: remote.project.clone() })
     }
 
+    /// Resolves `name` (or the default remote) and starts a connection to
+    /// it that the next session on it takes over (see [`Pool::warm`]).
+    /// Must be called inside a tokio runtime.
+    pub fn preconnect(&self, name: Option<&str>) -> Result<(), ResolveError> {
+        let resolved = self.resolve(name)?;
+        if let Some(pool) = self.pool(&resolved.authority) {
+            pool.warm();
+        }
+        Ok(())
+    }
+
     /// Keeps `value` for a remote the guest resolved; silently drops values
     /// over [`MEMO_VALUE_LIMIT`], keys beyond [`MEMO_KEYS_PER_REMOTE`] and
     /// remotes never resolved, so a guest cannot grow host memory at will.

@@ -66,6 +66,36 @@ pub struct RuntimeOptions {
     /// Cap on the guest's work in any one call, in wasm instructions; a
     /// call over it fails with [`Error::Limit`] and closes its session.
     pub cpu_budget: u64,
+    /// A remote to start connecting to while the component loads.
+    pub preconnect: Preconnect,
+}
+
+/// Which remote [`Runtime::new`] starts connecting to before it loads the
+/// component. A one-shot process (the CLI) knows its remote from its
+/// arguments and saves the handshakes' time; a guess that turns out wrong
+/// costs one idle connection, and a remote that cannot be resolved is left
+/// for the session to report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Preconnect {
+    /// Connect only when a session asks.
+    #[default]
+    Nothing,
+    /// The config's default remote.
+    DefaultRemote,
+    /// The remote of this name.
+    Remote(String),
+}
+
+impl Preconnect {
+    /// The remote an inventory name `[REMOTE:]INSTANCE` most likely uses:
+    /// the text before a `:`, else the default remote. The connector's
+    /// own parsing decides where the session goes.
+    pub fn guess(name: &str) -> Preconnect {
+        match name.split_once(':') {
+            Some((remote, _)) if !remote.is_empty() => Preconnect::Remote(remote.to_string()),
+            _ => Preconnect::DefaultRemote,
+        }
+    }
 }
 
 impl Default for RuntimeOptions {
@@ -76,6 +106,7 @@ impl Default for RuntimeOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cache_dir: None,
             cpu_budget: DEFAULT_CPU_BUDGET,
+            preconnect: Preconnect::Nothing,
         }
     }
 }
@@ -164,8 +195,22 @@ const CHUNK: usize = 256 * 1024;
 
 impl Runtime {
     /// Loads and compiles the component (the embedded one unless
-    /// `options.component` names a file).
+    /// `options.component` names a file). Called inside a tokio runtime, it
+    /// first starts the connection `options.preconnect` asks for.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
+        let config_dir = options.config_dir.clone().unwrap_or_else(ClientConfig::locate);
+        let remotes = Arc::new(Remotes::new(config_dir));
+        let remote = match &options.preconnect {
+            Preconnect::Nothing => None,
+            Preconnect::DefaultRemote => Some(None),
+            Preconnect::Remote(name) => Some(Some(name.as_str())),
+        };
+        if let (Some(name), Ok(_)) = (remote, tokio::runtime::Handle::try_current()) {
+            if let Err(e) = remotes.preconnect(name) {
+                // The session resolves the remote again and reports this.
+                tracing::debug!("not preconnecting: {e}");
+            }
+        }
         let mut config = Config::new();
         // Fuel counts the guest's own instructions, never the time it
         // waits on the host: the CPU cap cannot cut a long command short.
@@ -191,11 +236,10 @@ impl Runtime {
         lxd_remotes::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| Error::Load(format!("{e:#}")))?;
         let pre = bindings::LxdConnectorPre::new(pre).map_err(|e| Error::Load(format!("{e:#}")))?;
-        let config_dir = options.config_dir.unwrap_or_else(ClientConfig::locate);
         Ok(Runtime {
             engine,
             pre,
-            remotes: Arc::new(Remotes::new(config_dir)),
+            remotes,
             memory_limit: options.memory_limit,
             cpu_budget: options.cpu_budget,
             origin,
@@ -568,6 +612,15 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     include!("sources_hash.rs");
+
+    #[test]
+    fn the_preconnect_guess_is_the_remote_before_the_colon_else_the_default() {
+        use super::Preconnect;
+        assert_eq!(Preconnect::guess("r1:c1"), Preconnect::Remote("r1".into()));
+        assert_eq!(Preconnect::guess("c1"), Preconnect::DefaultRemote);
+        assert_eq!(Preconnect::guess(":c1"), Preconnect::DefaultRemote);
+        assert_eq!(Preconnect::guess("r:a:b"), Preconnect::Remote("r".into()));
+    }
 
     #[test]
     fn the_embedded_component_is_built_from_the_current_guest_sources() {

@@ -114,6 +114,15 @@ impl Pool {
         Arc::new(Conn { jobs, state, stats: self.stats.clone() })
     }
 
+    /// Starts a connection now and leaves it idle for the next session, so
+    /// its TCP and TLS handshakes overlap with whatever the caller does
+    /// meanwhile (the CLI loads the component). Must be called inside a
+    /// tokio runtime.
+    pub fn warm(self: &Arc<Self>) {
+        let conn = self.checkout();
+        self.checkin(conn);
+    }
+
     /// Gives a session's connection back for other sessions.
     pub fn checkin(&self, conn: Arc<Conn>) {
         if !conn.state.dead.load(Ordering::Acquire) {
