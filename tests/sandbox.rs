@@ -55,8 +55,9 @@ fn the_component_imports_exactly_what_it_needs() {
     let ty = component.component_type();
     let mut imports: Vec<String> = ty.imports(&engine).map(|(name, _)| name.to_string()).collect();
     imports.sort();
-    // No wasi:filesystem, no wasi:sockets, no clocks beyond what wasi:io
-    // needs: a new import here is a new way out of the sandbox and needs a
+    // No wasi:filesystem, no wasi:sockets; the monotonic clock comes with
+    // the time limits the connector sets on its requests (wasi:http's
+    // request options take its `duration`): a new import here is a new way out of the sandbox and needs a
     // review. The wasi:cli ones come with Rust's std for wasip2 (its start-up
     // code asks for the environment and the standard streams); the host
     // gives them nothing: an empty environment, no stdin, stdout discarded,
@@ -73,6 +74,7 @@ fn the_component_imports_exactly_what_it_needs() {
         "wasi:cli/terminal-stderr@0.2.6",
         "wasi:cli/terminal-stdin@0.2.6",
         "wasi:cli/terminal-stdout@0.2.6",
+        "wasi:clocks/monotonic-clock@0.2.12",
         "wasi:http/outgoing-handler@0.2.12",
         "wasi:http/types@0.2.12",
         "wasi:io/error@0.2.12",

@@ -34,12 +34,26 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// A complete body sent with the request; `None` sends no body at all.
     pub body: Option<Vec<u8>>,
+    /// How long the server may take to begin its answer, in milliseconds
+    /// ([`NO_TIME_LIMIT`]: as long as it likes); `None` leaves the host's
+    /// default, which suits every request but a command's wait.
+    pub answer_within_ms: Option<u64>,
 }
+
+/// [`Request::answer_within_ms`] for "no limit".
+pub const NO_TIME_LIMIT: u64 = u64::MAX;
 
 impl Request {
     /// A request without headers or body.
     pub fn new(method: Method, path_and_query: impl Into<String>) -> Self {
-        Request { method, path_and_query: path_and_query.into(), headers: Vec::new(), body: None }
+        Request { method, path_and_query: path_and_query.into(), headers: Vec::new(), body: None, answer_within_ms: None }
+    }
+
+    /// Lets the server take up to `ms` milliseconds ([`NO_TIME_LIMIT`]: any
+    /// time) to begin its answer.
+    pub fn answer_within(mut self, ms: u64) -> Self {
+        self.answer_within_ms = Some(ms);
+        self
     }
 
     /// Adds a header.

@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::http::{Body, Head, Http, HttpError, Method, Request, Upload};
+use crate::http::{Body, Head, Http, HttpError, Method, NO_TIME_LIMIT, Request, Upload};
 use crate::names::{encode, validate_path};
 
 /// Largest JSON document accepted from the server.
@@ -77,6 +77,17 @@ pub struct Instance<H: Http> {
     /// Set while a deferred session's checks are still to be made (see
     /// [`open_deferred`]): where the server facts are remembered.
     unchecked: RefCell<Option<Box<dyn ServerCache>>>,
+    /// Set for a deferred (one-shot) session: it deletes a command's logs
+    /// in the same batch as it reads them, which saves its only later
+    /// round trip; a reset after the server answered that batch loses the
+    /// output (the error says the command ran).
+    one_shot: bool,
+    /// Log deletes sent and not answered yet. A command's logs are deleted
+    /// once they were read whole, so a connection reset while reading them
+    /// is made good by reading again; the deletes go out at once but
+    /// nobody waits for them: their answers are taken in front of the
+    /// next call's (they come first) or when the session closes.
+    deleting: RefCell<Vec<H::Pending>>,
 }
 
 /// What the checks found out about the server and the instance.
@@ -141,8 +152,9 @@ pub fn open_deferred<H: Http>(
     name: &str,
     cache: Box<dyn ServerCache>,
 ) -> Instance<H> {
-    let inst = Instance::new(http, remote, project, name);
+    let mut inst = Instance::new(http, remote, project, name);
     *inst.unchecked.borrow_mut() = Some(cache);
+    inst.one_shot = true;
     inst
 }
 
@@ -155,6 +167,26 @@ impl<H: Http> Instance<H> {
             name: name.to_string(),
             facts: RefCell::default(),
             unchecked: RefCell::new(None),
+            one_shot: false,
+            deleting: RefCell::default(),
+        }
+    }
+
+    /// Sends deletes of logs now without waiting for their answers.
+    fn delete_later(&self, urls: impl IntoIterator<Item = String>) {
+        for url in urls {
+            if let Ok(pending) = self.http.start(Request::new(Method::Delete, url)) {
+                self.deleting.borrow_mut().push(pending);
+            }
+        }
+    }
+
+    /// Takes the answers of the deletes sent so far (they come before the
+    /// answers of anything sent after them: no extra wait).
+    fn finish_deletes(&self) {
+        let pending: Vec<H::Pending> = self.deleting.borrow_mut().drain(..).collect();
+        for p in pending {
+            self.drain(p);
         }
     }
 
@@ -255,6 +287,7 @@ impl<H: Http> Instance<H> {
     /// session makes its checks (or completes what its first command
     /// learned) first; a failure shows as a last `error` entry.
     pub fn describe(&self) -> Vec<(String, String)> {
+        self.finish_deletes();
         let problem = match self.ensure_checked() {
             Ok(()) if self.facts.borrow().kind.is_empty() => self.refresh_instance().err(),
             Ok(()) => None,
@@ -357,6 +390,9 @@ impl<H: Http> Instance<H> {
         }
         let path = self.url(&format!("/1.0/instances/{}/exec", encode(&self.name)), &[]);
         let exec = self.http.start(Request::new(Method::Post, path).json(&body));
+        // The earlier commands' log deletes went out first: their answers
+        // come first too.
+        self.finish_deletes();
         // Answers come in order: the server facts first. When they fail the
         // check, the answers behind them are drained by the transport.
         if let (Some(check), Some(cache)) = (server_check, deferred) {
@@ -398,6 +434,13 @@ impl<H: Http> Instance<H> {
                     self.remote, self.name
                 )),
                 Error::Permission(_) if deferred.is_some() => self.with_trust_hint(e),
+                // The request was written: the server may have started it.
+                Error::Transport(m) => Error::Transport(format!(
+                    "{m}; the command may have started: check before running it again"
+                )),
+                Error::Timeout(m) => Error::Timeout(format!(
+                    "{m}; the command may have started: check before running it again"
+                )),
                 other => other,
             }
         });
@@ -445,10 +488,17 @@ impl<H: Http> Instance<H> {
         // go out at once. With a limit the wait may answer while the command
         // still runs, so nothing is queued behind it.
         let pipelined = timeout_s.is_none();
-        let mut queue = vec![Request::new(Method::Get, wait)];
+        // The wait answers when the command ends: it may take as long as
+        // the command (or the caller's limit, plus time for the answer).
+        let wait_within = timeout_s.as_ref().map_or(NO_TIME_LIMIT, |_| {
+            timeout_ms.unwrap_or_default().div_ceil(1000).max(1).saturating_add(30).saturating_mul(1000)
+        });
+        let mut queue = vec![Request::new(Method::Get, wait).answer_within(wait_within)];
         if pipelined {
             queue.extend(logs.iter().map(|l| Request::new(Method::Get, l.clone())));
-            queue.extend(logs.iter().map(|l| Request::new(Method::Delete, l.clone())));
+            if self.one_shot {
+                queue.extend(logs.iter().map(|l| Request::new(Method::Delete, l.clone())));
+            }
         }
         let mut pending = Vec::new();
         for req in queue {
@@ -459,11 +509,17 @@ impl<H: Http> Instance<H> {
             Some(p) => self.take_json(p, what),
             None => Err(Error::Protocol(format!("{what}: no wait was sent"))),
         };
-        let op = waited.map_err(|e| match e {
-            Error::Transport(m) => Error::Transport(format!(
-                "{m}; the command was started and may still be running or have run"
-            )),
-            other => other,
+        let op = waited.map_err(|e| {
+            // The command may still run; its logs are not left behind.
+            if !self.one_shot {
+                self.delete_later(logs.iter().cloned());
+            }
+            match e {
+                Error::Transport(m) => Error::Transport(format!(
+                    "{m}; the command was started and may still be running or have run"
+                )),
+                other => other,
+            }
         })?;
         let status = str_field(&op, "status");
         if status == "Running" {
@@ -483,11 +539,19 @@ impl<H: Http> Instance<H> {
             let stdout = self.take_log(pending.next(), what);
             let stderr = self.take_log(pending.next(), what);
             pending.for_each(|p| self.drain(p));
+            if !self.one_shot {
+                self.delete_later(logs.iter().cloned());
+            }
             (stdout, stderr)
         } else {
             // Whatever was queued is answered first, in order; then the
             // logs the server named are read and deleted.
             pending.for_each(|p| self.drain(p));
+            if pipelined && !self.one_shot {
+                // Read (and dropped) above: the ones LXD names after the
+                // operation go like any others.
+                self.delete_later(logs.iter().cloned());
+            }
             let [Some(out_log), Some(err_log)] = named else {
                 return Err(Error::Protocol(format!(
                     "{what}: the command ended without naming its output logs (status {status:?}{})",
@@ -497,8 +561,12 @@ impl<H: Http> Instance<H> {
             let stdout = self.read_log(&out_log, what);
             let stderr = self.read_log(&err_log, what);
             // Deleted even when reading failed: the server never removes them.
-            self.delete_quietly(&out_log);
-            self.delete_quietly(&err_log);
+            if self.one_shot {
+                self.delete_quietly(&out_log);
+                self.delete_quietly(&err_log);
+            } else {
+                self.delete_later([out_log, err_log]);
+            }
             (stdout, stderr)
         };
         let Some(code) = meta.get("return").and_then(Value::as_i64) else {
@@ -507,12 +575,22 @@ impl<H: Http> Instance<H> {
                 error_suffix(&op)
             )));
         };
+        let lost = |e: Error| {
+            let say = |m: String| format!("{m}; the command ran (exit code {code}) but its output was lost: do not assume it did not run");
+            match e {
+                Error::Transport(m) => Error::Transport(say(m)),
+                Error::Timeout(m) => Error::Timeout(say(m)),
+                Error::NotFound(m) => Error::NotFound(say(m)),
+                Error::Protocol(m) => Error::Protocol(say(m)),
+                other => other,
+            }
+        };
         Ok(RunOutput {
             exit_code: i32::try_from(code).map_err(|_| {
                 Error::Protocol(format!("{what}: exit code {code} out of range"))
             })?,
-            stdout: stdout?,
-            stderr: stderr?,
+            stdout: stdout.map_err(lost)?,
+            stderr: stderr.map_err(lost)?,
         })
     }
 
@@ -572,10 +650,9 @@ impl<H: Http> Instance<H> {
         validate_path(path)?;
         self.ensure_checked()?;
         let what = format!("reading {path} in {}", self.who());
-        let (head, mut body) = self
-            .http
-            .send(Request::new(Method::Get, self.file_url(path)))
-            .map_err(|e| Error::from_http(e, &what))?;
+        let pending = self.http.start(Request::new(Method::Get, self.file_url(path))).map_err(|e| Error::from_http(e, &what))?;
+        self.finish_deletes();
+        let (head, mut body) = self.http.wait(pending).map_err(|e| Error::from_http(e, &what))?;
         if head.status != 200 {
             let text = body.read_to_end(JSON_LIMIT).unwrap_or_default();
             return Err(api_error(head.status, &text, &what));
@@ -668,6 +745,13 @@ impl<H: Http> Instance<H> {
     fn get_json(&self, url: &str, what: &str) -> Result<Value, Error> {
         let pending = self.http.start(Request::new(Method::Get, url)).map_err(|e| Error::from_http(e, what))?;
         self.take_json(pending, what)
+    }
+}
+
+impl<H: Http> Drop for Instance<H> {
+    /// A closing session takes the answers of its last deletes.
+    fn drop(&mut self) {
+        self.finish_deletes();
     }
 }
 

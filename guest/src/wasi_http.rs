@@ -7,7 +7,7 @@
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method as WasiMethod,
-    OutgoingBody, OutgoingRequest, Scheme,
+    OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use crate::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
 use crate::http::{Body, Head, Http, HttpError, Method, Request, Upload};
@@ -21,6 +21,18 @@ impl WasiHttp {
     /// A transport for the remote behind `authority`.
     pub fn new(authority: String) -> Self {
         WasiHttp { authority }
+    }
+
+    /// The request's time limit as `wasi:http` options; ten years or more
+    /// tells the host "no limit".
+    fn options(req: &Request) -> Result<Option<RequestOptions>, HttpError> {
+        let Some(ms) = req.answer_within_ms else { return Ok(None) };
+        let ns = ms.saturating_mul(1_000_000);
+        let options = RequestOptions::new();
+        options
+            .set_first_byte_timeout(Some(ns))
+            .map_err(|()| HttpError::Protocol("the host does not take a time limit for answers".into()))?;
+        Ok(Some(options))
     }
 
     fn prepare(&self, req: &Request) -> Result<(OutgoingRequest, Option<OutgoingBody>), HttpError> {
@@ -61,7 +73,7 @@ impl Http for WasiHttp {
             req.headers.push(("Content-Length".into(), data.len().to_string()));
         }
         let (out, body) = self.prepare(&req)?;
-        let future = outgoing_handler::handle(out, None).map_err(map_error)?;
+        let future = outgoing_handler::handle(out, Self::options(&req)?).map_err(map_error)?;
         if let Some(body) = body {
             let stream = body.write().map_err(|()| HttpError::Protocol("request body unavailable".into()))?;
             write_all(&stream, req.body.as_deref().unwrap_or_default())?;
@@ -79,7 +91,7 @@ impl Http for WasiHttp {
         let body = body.ok_or_else(|| HttpError::Protocol("upload without a body".into()))?;
         // `handle` goes first: the host forwards the body while it is
         // written instead of buffering it whole.
-        let future = outgoing_handler::handle(out, None).map_err(map_error)?;
+        let future = outgoing_handler::handle(out, Self::options(&req)?).map_err(map_error)?;
         let stream = body.write().map_err(|()| HttpError::Protocol("request body unavailable".into()))?;
         Ok(WasiUpload { stream: Some(stream), body: Some(body), future })
     }

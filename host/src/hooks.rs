@@ -52,13 +52,13 @@ impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
+        options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send> {
         // Queued here, synchronously, in the order the guest issues its
         // requests: that order is the order on the wire.
         let authority = request.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        let answer = self.conn(&authority).map(|conn| conn.send(request));
+        let answer = self.conn(&authority).map(|conn| conn.send(request, options.as_ref()));
         Box::new(async move {
             let Some(answer) = answer else {
                 tracing::warn!(%authority, "denied a guest request to an authority that is not a configured remote");

@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::config::{ClientConfig, Endpoint};
-use crate::transport::{Pool, PoolStats};
+use crate::transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Pool, PoolStats};
 use crate::tls::RemoteTls;
 
 /// What a guest may see of a resolved remote.
@@ -41,6 +42,8 @@ pub enum ResolveError {
 /// The remotes table shared by every session of one runtime.
 pub struct Remotes {
     config_dir: PathBuf,
+    connect_timeout: Duration,
+    request_timeout: Duration,
     config: OnceLock<Result<ClientConfig, String>>,
     table: Mutex<Table>,
 }
@@ -61,7 +64,20 @@ pub const MEMO_KEYS_PER_REMOTE: usize = 16;
 impl Remotes {
     /// A table over the lxc client config in `config_dir`, read on first use.
     pub fn new(config_dir: PathBuf) -> Remotes {
-        Remotes { config_dir, config: OnceLock::new(), table: Mutex::default() }
+        Remotes {
+            config_dir,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            config: OnceLock::new(), table: Mutex::default() }
+    }
+
+    /// The same table; its connections wait at most `connect` for TCP and
+    /// TLS, and at most `request` for an answer to begin and between its
+    /// pieces where the guest sets no limit (see [`Pool::with_timeouts`]).
+    pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Remotes {
+        self.connect_timeout = connect;
+        self.request_timeout = request;
+        self
     }
 
     /// The client config folder this table reads.
@@ -100,7 +116,7 @@ impl Remotes {
             }
         };
         let tls = RemoteTls::load(config, &remote.name).map_err(|e| ResolveError::Config(e.to_string()))?;
-        let pool = Arc::new(Pool::new(&remote.name, &host, port, &tls));
+        let pool = Arc::new(Pool::new(&remote.name, &host, port, &tls).with_timeouts(self.connect_timeout, self.request_timeout));
         // Opaque, unique per remote in this runtime, and never resolvable
         // as a real host name (`.invalid` is reserved).
         let authority = format!("remote-{}.lxd-connector.invalid", table.by_name.len());

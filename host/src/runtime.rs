@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
@@ -68,6 +69,12 @@ pub struct RuntimeOptions {
     pub cpu_budget: u64,
     /// A remote to start connecting to while the component loads.
     pub preconnect: Preconnect,
+    /// How long to wait for TCP and TLS to a remote.
+    pub connect_timeout: Duration,
+    /// How long to wait for an answer to begin, and between its pieces,
+    /// where the guest sets no limit of its own (the connector waits for a
+    /// command without a limit unless [`RunOptions::timeout_ms`] sets one).
+    pub request_timeout: Duration,
 }
 
 /// Which remote [`Runtime::new`] starts connecting to before it loads the
@@ -107,6 +114,8 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             cpu_budget: DEFAULT_CPU_BUDGET,
             preconnect: Preconnect::Nothing,
+            connect_timeout: crate::transport::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: crate::transport::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -199,7 +208,7 @@ impl Runtime {
     /// first starts the connection `options.preconnect` asks for.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
         let config_dir = options.config_dir.clone().unwrap_or_else(ClientConfig::locate);
-        let remotes = Arc::new(Remotes::new(config_dir));
+        let remotes = Arc::new(Remotes::new(config_dir).with_timeouts(options.connect_timeout, options.request_timeout));
         let remote = match &options.preconnect {
             Preconnect::Nothing => None,
             Preconnect::DefaultRemote => Some(None),

@@ -9,7 +9,17 @@
 //! issues `/wait`, both log reads and both log deletes back-to-back pays one
 //! round trip for all five, and nothing is read before the command ended.
 //! hyper does not pipeline, hence this small client.
+//!
+//! When the TCP connection breaks, the connection reconnects (with bounded
+//! backoff) and sends again, in their order, the requests that are safe to
+//! send twice and got no answer yet: those never written, and written
+//! `GET`, `HEAD` and `DELETE` requests. A written request of any other
+//! method (`POST …/exec`) may have reached the server: it fails with
+//! `connection-terminated`, so the guest can say the command may have run,
+//! and so does every unanswered request queued after it. A certificate
+//! that is not the pinned one is never retried.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,15 +33,33 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::tls::{self, RemoteTls};
 
 /// How long to wait for TCP + TLS.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for an answer to begin, and then for each further
+/// piece of it, when the guest sets no limit of its own. The clock for an
+/// answer starts once its request is written and the answers before it
+/// are in: a pipelined request waits its turn for free.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pauses before each reconnect of a connection that broke with requests
+/// outstanding (about 6 s in all, enough for an LXD daemon to restart).
+const RECONNECT_DELAYS: [Duration; 6] = [
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1600),
+    Duration::from_millis(3200),
+];
+/// Limits a guest may ask for beyond this mean "no limit".
+const NO_LIMIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Response body chunks buffered ahead of the guest.
@@ -47,6 +75,8 @@ pub struct PoolStats {
     /// Sequential round trips so far: requests sent on a connection with
     /// nothing in flight. Requests pipelined behind others do not count.
     pub round_trips: AtomicU64,
+    /// Requests sent again after their connection broke.
+    pub replays: AtomicU64,
 }
 
 /// Every connection to one remote.
@@ -55,15 +85,91 @@ pub struct Pool {
     host: String,
     port: u16,
     tls: TlsConnector,
+    connect_timeout: Duration,
+    request_timeout: Duration,
     idle: Mutex<Vec<Arc<Conn>>>,
     stats: Arc<PoolStats>,
 }
 
-type Reply = oneshot::Sender<Result<http::Response<WasiBody>, HttpError>>;
+type Answer = Result<http::Response<WasiBody>, HttpError>;
+
+/// Where a request's answer goes. Counts as in flight on its connection
+/// until it is answered or dropped.
+struct Reply {
+    tx: oneshot::Sender<Answer>,
+    _in_flight: InFlight,
+}
+
+impl Reply {
+    fn send(self, answer: Answer) {
+        let _ = self.tx.send(answer);
+    }
+}
+
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The time limits of one request.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    first_byte: Option<Duration>,
+    between_bytes: Option<Duration>,
+}
+
+impl Limits {
+    fn new(options: Option<&RequestOptions>, default: Duration) -> Limits {
+        let pick = |asked: Option<Duration>| match asked {
+            Some(d) if d >= NO_LIMIT => None,
+            Some(d) => Some(d),
+            None => Some(default),
+        };
+        Limits {
+            first_byte: pick(options.and_then(|o| o.first_byte_timeout)),
+            between_bytes: pick(options.and_then(|o| o.between_bytes_timeout)),
+        }
+    }
+}
 
 struct Job {
     request: http::Request<WasiBody>,
     reply: Reply,
+    limits: Limits,
+}
+
+/// What is needed to send a bodiless idempotent request again.
+#[derive(Clone)]
+struct Replay {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    /// A copy of a request that may safely reach the server twice.
+    fn of(parts: &http::request::Parts, body: &WasiBody) -> Option<Replay> {
+        let idempotent = matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::DELETE);
+        let bodiless = http_body::Body::is_end_stream(body)
+            && parts.headers.get(http::header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+        (idempotent && bodiless).then(|| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+
+    fn job(self, reply: Reply, limits: Limits) -> Job {
+        let body = http_body_util::Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync();
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        Job { request, reply, limits }
+    }
 }
 
 /// One connection, owned by one session at a time.
@@ -71,12 +177,25 @@ pub struct Conn {
     jobs: mpsc::UnboundedSender<Job>,
     state: Arc<ConnState>,
     stats: Arc<PoolStats>,
+    request_timeout: Duration,
 }
 
 #[derive(Default)]
 struct ConnState {
     dead: AtomicBool,
     in_flight: AtomicUsize,
+}
+
+/// How one TCP connection ended.
+enum Ended {
+    /// Every holder let go of the connection.
+    Closed,
+    /// The TCP connection broke or the server closed it; whatever must be
+    /// sent again is in the backlog.
+    Broken {
+        /// Answers the server gave on it.
+        answered: usize,
+    },
 }
 
 impl Pool {
@@ -87,9 +206,20 @@ impl Pool {
             host: host.to_string(),
             port,
             tls: TlsConnector::from(tls.client_config()),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             idle: Mutex::new(Vec::new()),
             stats: Arc::default(),
         }
+    }
+
+    /// The same pool, waiting at most `connect` for TCP and TLS, and at
+    /// most `request` for an answer to begin and between its pieces where
+    /// the guest sets no limit of its own.
+    pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Pool {
+        self.connect_timeout = connect;
+        self.request_timeout = request;
+        self
     }
 
     /// The counters of this pool.
@@ -102,16 +232,17 @@ impl Pool {
     /// inside a tokio runtime.
     pub fn checkout(self: &Arc<Self>) -> Arc<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop() {
-            if conn.is_reusable() {
-                return conn;
-            }
+        idle.retain(|c| !c.is_dead());
+        // One still taking answers nobody waits for (a session's last log
+        // deletes) stays for later.
+        if let Some(i) = idle.iter().rposition(|c| c.is_reusable()) {
+            return idle.swap_remove(i);
         }
         drop(idle);
         let (jobs, rx) = mpsc::unbounded_channel();
         let state = Arc::new(ConnState::default());
         tokio::spawn(self.clone().run_connection(rx, state.clone()));
-        Arc::new(Conn { jobs, state, stats: self.stats.clone() })
+        Arc::new(Conn { jobs, state, stats: self.stats.clone(), request_timeout: self.request_timeout })
     }
 
     /// Starts a connection now and leaves it idle for the next session, so
@@ -130,42 +261,155 @@ impl Pool {
         }
     }
 
+    /// Drives one logical connection: connects, serves its requests, and
+    /// after a break reconnects and sends again what is safe to send again.
+    /// Reconnects only when there is something to send: a connection the
+    /// server closed while idle reconnects on its next request, retrying
+    /// for a few seconds (a restarting daemon).
     async fn run_connection(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Job>, state: Arc<ConnState>) {
-        let stream = match self.connect().await {
-            Ok(stream) => stream,
-            Err(e) => {
-                state.dead.store(true, Ordering::Release);
-                fail_all(&mut jobs, &e).await;
-                return;
+        let mut backlog: VecDeque<Job> = VecDeque::new();
+        let mut connected_before = false;
+        // Breaks in a row without a single answer: a server that accepts
+        // and drops every connection must not be retried forever.
+        let mut fruitless = 0usize;
+        loop {
+            // The first connection is made at once (requests queue while it
+            // is made); a broken one is made again when there is a request.
+            if connected_before && backlog.is_empty() {
+                match jobs.recv().await {
+                    Some(job) => backlog.push_back(job),
+                    None => return,
+                }
             }
-        };
-        self.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let (read, mut write) = tokio::io::split(stream);
-        let (slots, slot_rx) = mpsc::unbounded_channel();
-        tokio::spawn(read_responses(read, slot_rx, state.clone()));
-        let host_header =
-            if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) };
-        while let Some(job) = jobs.recv().await {
-            if state.dead.load(Ordering::Acquire) {
-                let _ = job.reply.send(Err(HttpError::ConnectionTerminated));
-                state.in_flight.fetch_sub(1, Ordering::AcqRel);
-                continue;
-            }
-            let head_only = job.request.method() == http::Method::HEAD;
-            // The reader learns of the answer before the request goes out.
-            if slots.send(Slot { reply: job.reply, head_only }).is_err() {
-                state.dead.store(true, Ordering::Release);
-                continue;
-            }
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = write_request(&mut write, job.request, &host_header).await {
-                tracing::debug!(remote = %self.remote, "writing a request failed: {e}");
-                state.dead.store(true, Ordering::Release);
-                let _ = write.shutdown().await;
+            let mut attempt = 0;
+            let stream = loop {
+                match self.connect().await {
+                    Ok(stream) => break stream,
+                    // A new connection that cannot be made fails at once
+                    // with the reason; a pin mismatch is never retried.
+                    Err(e) if !connected_before || matches!(e, HttpError::TlsCertificateError) => {
+                        state.dead.store(true, Ordering::Release);
+                        fail_backlog(&mut backlog, &e);
+                        fail_all(&mut jobs, &e).await;
+                        return;
+                    }
+                    Err(e) if attempt >= RECONNECT_DELAYS.len() => {
+                        // Gave up: later requests start over on a new connection.
+                        state.dead.store(true, Ordering::Release);
+                        fail_backlog(&mut backlog, &e);
+                        fail_all(&mut jobs, &e).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(remote = %self.remote, "reconnecting after {e}");
+                        tokio::time::sleep(RECONNECT_DELAYS[attempt]).await;
+                        attempt += 1;
+                    }
+                }
+            };
+            connected_before = true;
+            self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            match self.serve(stream, &mut backlog, &mut jobs).await {
+                Ended::Closed => return,
+                Ended::Broken { answered } => {
+                    fruitless = if answered > 0 { 0 } else { fruitless + 1 };
+                    if !backlog.is_empty() {
+                        if fruitless > RECONNECT_DELAYS.len() {
+                            fail_backlog(&mut backlog, &HttpError::ConnectionTerminated);
+                            continue;
+                        }
+                        self.stats.replays.fetch_add(backlog.len() as u64, Ordering::Relaxed);
+                        tokio::time::sleep(RECONNECT_DELAYS[fruitless.min(RECONNECT_DELAYS.len() - 1)]).await;
+                    }
+                }
             }
         }
-        // Every session let go of this connection: end it politely.
-        let _ = write.shutdown().await;
+    }
+
+    /// Serves requests on one TCP connection until it ends. Requests in the
+    /// backlog go first; when the connection breaks, the backlog holds what
+    /// must be sent again, in order.
+    async fn serve(
+        &self,
+        stream: TlsStream<TcpStream>,
+        backlog: &mut VecDeque<Job>,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Ended {
+        let (read, mut write) = tokio::io::split(stream);
+        let (slots, slot_rx) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut reader = tokio::spawn(read_responses(read, slot_rx, stop_rx));
+        let host_header =
+            if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) };
+        let mut unsent = None;
+        let end = loop {
+            let job = match backlog.pop_front() {
+                Some(job) => job,
+                None => tokio::select! {
+                    biased;
+                    end = &mut reader => break end,
+                    job = jobs.recv() => match job {
+                        Some(job) => job,
+                        None => {
+                            // Every session let go of this connection: end
+                            // it politely; the reader finishes on its own.
+                            let _ = write.shutdown().await;
+                            return Ended::Closed;
+                        }
+                    },
+                },
+            };
+            let (parts, body) = job.request.into_parts();
+            let replay = Replay::of(&parts, &body);
+            let head_only = parts.method == http::Method::HEAD;
+            let (sent, sent_rx) = oneshot::channel();
+            // The reader learns of the answer before the request goes out.
+            let slot = Slot { reply: job.reply, head_only, replay, limits: job.limits, sent: sent_rx };
+            if let Err(mpsc::error::SendError(slot)) = slots.send(slot) {
+                // The connection ended before this request was written.
+                unsent = Some(Job { request: http::Request::from_parts(parts, body), reply: slot.reply, limits: slot.limits });
+                break (&mut reader).await;
+            }
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            match write_request(&mut write, parts, body, &host_header, job.limits.between_bytes).await {
+                Ok(()) => {
+                    let _ = sent.send(());
+                }
+                Err(e) => {
+                    tracing::debug!(remote = %self.remote, "writing a request failed: {e}");
+                    let _ = stop.send(true);
+                    break (&mut reader).await;
+                }
+            }
+        };
+        drop(write);
+        let Ok(mut end) = end else {
+            // The reader panicked: nothing it held can be trusted.
+            return Ended::Broken { answered: 0 };
+        };
+        // Whatever the reader never took was written (or being written)
+        // too, and comes after what it held.
+        while let Ok(slot) = end.slots.try_recv() {
+            end.unanswered.push(slot);
+        }
+        let mut again: VecDeque<Job> = VecDeque::new();
+        let mut failed = end.timed_out;
+        for slot in end.unanswered {
+            match slot.replay {
+                Some(replay) if !failed => again.push_back(replay.job(slot.reply, slot.limits)),
+                _ => {
+                    failed = true;
+                    let error =
+                        if end.timed_out { HttpError::ConnectionReadTimeout } else { HttpError::ConnectionTerminated };
+                    slot.reply.send(Err(error));
+                }
+            }
+        }
+        // Never written: as safe to send as it ever was.
+        again.extend(unsent);
+        again.append(backlog);
+        *backlog = again;
+        Ended::Broken { answered: end.answered }
     }
 
     async fn connect(&self) -> Result<TlsStream<TcpStream>, HttpError> {
@@ -187,10 +431,10 @@ impl Pool {
                 }
             })
         };
-        tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, step).await.map_err(|_| {
+        tokio::time::timeout(self.connect_timeout, step).await.map_err(|_| {
             HttpError::InternalError(Some(format!(
-                "timed out after {DEFAULT_CONNECT_TIMEOUT:?} connecting to remote '{}' at {addr}",
-                self.remote
+                "timed out after {:?} connecting to remote '{}' at {addr}",
+                self.connect_timeout, self.remote
             )))
         })?
     }
@@ -208,11 +452,14 @@ impl Conn {
 
     /// Queues `request` now, in call order, and returns the future of its
     /// answer. The request goes out without waiting for earlier answers.
+    /// `options` may set the time limits for the answer (a limit of ten
+    /// years or more means none); unset ones are the pool's.
     pub fn send(
         &self,
         mut request: http::Request<WasiBody>,
-    ) -> impl Future<Output = Result<http::Response<WasiBody>, HttpError>> + Send + use<> {
-        let (reply, answer) = oneshot::channel();
+        options: Option<&RequestOptions>,
+    ) -> impl Future<Output = Answer> + Send + use<> {
+        let (tx, answer) = oneshot::channel();
         // The guest addresses an opaque authority; the server gets an
         // origin-form target.
         let target = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
@@ -222,11 +469,12 @@ impl Conn {
                 if self.state.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
                     self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
                 }
-                match self.jobs.send(Job { request, reply }) {
+                let reply = Reply { tx, _in_flight: InFlight(self.state.clone()) };
+                let limits = Limits::new(options, self.request_timeout);
+                match self.jobs.send(Job { request, reply, limits }) {
                     Ok(()) => Ok(()),
                     Err(mpsc::error::SendError(job)) => {
-                        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
-                        let _ = job.reply.send(Err(HttpError::ConnectionTerminated));
+                        job.reply.send(Err(HttpError::ConnectionTerminated));
                         Err(HttpError::ConnectionTerminated)
                     }
                 }
@@ -240,30 +488,40 @@ impl Conn {
     }
 }
 
+/// Fails the requests that were to be sent again, each with the reason.
+fn fail_backlog(backlog: &mut VecDeque<Job>, reason: &HttpError) {
+    for job in backlog.drain(..) {
+        job.reply.send(Err(same_error(reason)));
+    }
+}
+
 /// Fails every request queued on a connection that could not be made, each
 /// with the reason.
 async fn fail_all(jobs: &mut mpsc::UnboundedReceiver<Job>, reason: &HttpError) {
     while let Some(job) = jobs.recv().await {
-        let _ = job.reply.send(Err(same_error(reason)));
+        job.reply.send(Err(same_error(reason)));
     }
 }
 
 fn same_error(e: &HttpError) -> HttpError {
     match e {
         HttpError::TlsCertificateError => HttpError::TlsCertificateError,
+        HttpError::ConnectionTerminated => HttpError::ConnectionTerminated,
         HttpError::InternalError(m) => HttpError::InternalError(m.clone()),
         other => HttpError::InternalError(Some(other.to_string())),
     }
 }
 
 /// Writes one request: head, then the body as it streams (chunked when the
-/// guest gave no length).
+/// guest gave no length). A server that takes nothing for `stall` fails
+/// the write.
 async fn write_request<W: AsyncWrite + Unpin>(
     w: &mut W,
-    request: http::Request<WasiBody>,
+    parts: http::request::Parts,
+    mut body: WasiBody,
     host: &str,
+    stall: Option<Duration>,
 ) -> std::io::Result<()> {
-    let (parts, mut body) = request.into_parts();
     let length = parts.headers.get(http::header::CONTENT_LENGTH).is_some();
     let has_body = length || !http_body::Body::is_end_stream(&body);
     let chunked = has_body && !length;
@@ -287,7 +545,7 @@ async fn write_request<W: AsyncWrite + Unpin>(
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    w.write_all(&head).await?;
+    write_within(w, &head, stall).await?;
     if has_body {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| std::io::Error::other(format!("request body: {e}")))?;
@@ -296,32 +554,64 @@ async fn write_request<W: AsyncWrite + Unpin>(
                 continue;
             }
             if chunked {
-                w.write_all(format!("{:x}\r\n", data.len()).as_bytes()).await?;
-                w.write_all(&data).await?;
-                w.write_all(b"\r\n").await?;
+                write_within(w, format!("{:x}\r\n", data.len()).as_bytes(), stall).await?;
+                write_within(w, &data, stall).await?;
+                write_within(w, b"\r\n", stall).await?;
             } else {
-                w.write_all(&data).await?;
+                write_within(w, &data, stall).await?;
             }
         }
         if chunked {
-            w.write_all(b"0\r\n\r\n").await?;
+            write_within(w, b"0\r\n\r\n", stall).await?;
         }
     }
-    w.flush().await
+    match stall {
+        Some(limit) => tokio::time::timeout(limit, w.flush()).await.unwrap_or_else(|_| Err(stalled())),
+        None => w.flush().await,
+    }
+}
+
+async fn write_within<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8], stall: Option<Duration>) -> std::io::Result<()> {
+    match stall {
+        Some(limit) => tokio::time::timeout(limit, w.write_all(data)).await.unwrap_or_else(|_| Err(stalled())),
+        None => w.write_all(data).await,
+    }
+}
+
+fn stalled() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "the server stopped taking the request")
 }
 
 struct Slot {
     reply: Reply,
     head_only: bool,
+    replay: Option<Replay>,
+    limits: Limits,
+    /// Fires once the request is written whole.
+    sent: oneshot::Receiver<()>,
+}
+
+/// What the reader leaves behind when its connection ends.
+struct ReaderEnd {
+    /// Requests written (or being written) that got no answer, in order.
+    unanswered: Vec<Slot>,
+    /// Slots the reader never took.
+    slots: mpsc::UnboundedReceiver<Slot>,
+    /// Answers delivered on this connection.
+    answered: usize,
+    /// The connection ended because an answer did not come in time.
+    timed_out: bool,
 }
 
 /// Reads answers in order and hands each to the request it belongs to.
 async fn read_responses(
-    mut read: ReadHalf<TlsStream<TcpStream>>,
+    read: ReadHalf<TlsStream<TcpStream>>,
     mut slots: mpsc::UnboundedReceiver<Slot>,
-    state: Arc<ConnState>,
-) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    mut stop: watch::Receiver<bool>,
+) -> ReaderEnd {
+    let mut conn = ReadConn { read, buf: BytesMut::with_capacity(16 * 1024) };
+    let mut answered = 0;
+    let end = |slots, unanswered, answered, timed_out| ReaderEnd { unanswered, slots, answered, timed_out };
     loop {
         let slot = tokio::select! {
             // A request's slot is queued before the request is written, so
@@ -329,33 +619,50 @@ async fn read_responses(
             biased;
             slot = slots.recv() => match slot {
                 Some(slot) => slot,
-                None => return,
+                None => return end(slots, Vec::new(), answered, false),
             },
+            _ = stop.changed() => return end(slots, Vec::new(), answered, false),
             // Idle: any byte or EOF now means the server closed or broke
             // the connection.
-            n = read.read_buf(&mut buf) => {
-                let _ = n;
-                state.dead.store(true, Ordering::Release);
-                fail_slots(&mut slots, &state).await;
-                return;
-            }
+            _ = conn.read.read_buf(&mut conn.buf) => return end(slots, Vec::new(), answered, false),
         };
-        let keep = read_one(&mut read, &mut buf, slot).await;
-        state.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if !keep {
-            state.dead.store(true, Ordering::Release);
-            fail_slots(&mut slots, &state).await;
-            return;
+        match read_one(&mut conn, slot, &mut stop).await {
+            Outcome::Next => answered += 1,
+            Outcome::Ended => return end(slots, Vec::new(), answered + 1, false),
+            Outcome::NoAnswer(slot) => return end(slots, vec![slot], answered, false),
+            Outcome::TimedOut => return end(slots, Vec::new(), answered, true),
         }
     }
 }
 
-async fn fail_slots(slots: &mut mpsc::UnboundedReceiver<Slot>, state: &ConnState) {
-    slots.close();
-    while let Some(slot) = slots.recv().await {
-        let _ = slot.reply.send(Err(HttpError::ConnectionTerminated));
-        state.in_flight.fetch_sub(1, Ordering::AcqRel);
+struct ReadConn {
+    read: ReadHalf<TlsStream<TcpStream>>,
+    buf: BytesMut,
+}
+
+impl ReadConn {
+    /// Reads more; false at EOF, on an error, or after `limit` without data.
+    async fn fill(&mut self, limit: Option<Duration>) -> Result<bool, Stalled> {
+        let read = self.read.read_buf(&mut self.buf);
+        let n = match limit {
+            Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| Stalled)?,
+            None => read.await,
+        };
+        Ok(matches!(n, Ok(n) if n > 0))
     }
+}
+
+struct Stalled;
+
+enum Outcome {
+    /// Answered; the connection carries more.
+    Next,
+    /// Answered (or its body broke); the connection is done.
+    Ended,
+    /// The connection broke before the answer began.
+    NoAnswer(Slot),
+    /// The answer did not begin in time; the request was failed.
+    TimedOut,
 }
 
 enum Framing {
@@ -365,24 +672,49 @@ enum Framing {
     UntilClose,
 }
 
-/// Reads one answer; returns whether the connection can carry more.
-async fn read_one(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut BytesMut, slot: Slot) -> bool {
+/// Reads one answer.
+async fn read_one(conn: &mut ReadConn, mut slot: Slot, stop: &mut watch::Receiver<bool>) -> Outcome {
+    // The clock for the first byte starts once the request is out whole:
+    // a long upload is not a slow answer.
+    let mut deadline: Option<Instant> = None;
+    let mut written = false;
     let parsed = loop {
-        match parse_head(buf) {
+        match parse_head(&mut conn.buf) {
             Ok(Some(head)) => break Ok(head),
-            Ok(None) if buf.len() > MAX_HEAD => break Err(HttpError::HttpResponseHeaderSectionSize(None)),
-            Ok(None) => match read.read_buf(buf).await {
-                Ok(0) | Err(_) => break Err(HttpError::ConnectionTerminated),
+            Ok(None) if conn.buf.len() > MAX_HEAD => break Err(HttpError::HttpResponseHeaderSectionSize(None)),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            n = conn.read.read_buf(&mut conn.buf) => match n {
+                Ok(0) | Err(_) => return Outcome::NoAnswer(slot),
                 Ok(_) => {}
             },
-            Err(e) => break Err(e),
+            r = &mut slot.sent, if !written => {
+                written = true;
+                if r.is_ok() {
+                    deadline = slot.limits.first_byte.map(|d| Instant::now() + d);
+                }
+            },
+            _ = stop.changed() => return Outcome::NoAnswer(slot),
+            () = timer => {
+                slot.reply.send(Err(HttpError::ConnectionReadTimeout));
+                return Outcome::TimedOut;
+            }
         }
     };
     let (response, framing, close) = match parsed {
         Ok(head) => head,
         Err(e) => {
-            let _ = slot.reply.send(Err(e));
-            return false;
+            slot.reply.send(Err(e));
+            return Outcome::Ended;
         }
     };
     let framing = if slot.head_only { Framing::Empty } else { framing };
@@ -390,17 +722,18 @@ async fn read_one(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut BytesMut,
     let body = ChannelBody { rx, done: matches!(framing, Framing::Empty) }.boxed_unsync();
     // The requester may be gone (a dropped future): the answer is still
     // read to its end so the next one lines up.
-    let _ = slot.reply.send(Ok(response.map(|()| body)));
+    let between = slot.limits.between_bytes;
+    slot.reply.send(Ok(response.map(|()| body)));
     let ok = match framing {
         Framing::Empty => true,
-        Framing::Length(n) => pump_length(read, buf, n, &tx).await,
-        Framing::Chunked => pump_chunked(read, buf, &tx).await,
+        Framing::Length(n) => pump_length(conn, n, &tx, between).await,
+        Framing::Chunked => pump_chunked(conn, &tx, between).await,
         Framing::UntilClose => {
-            pump_until_close(read, buf, &tx).await;
+            pump_until_close(conn, &tx, between).await;
             false
         }
     };
-    ok && !close
+    if ok && !close { Outcome::Next } else { Outcome::Ended }
 }
 
 type Head = (http::Response<()>, Framing, bool);
@@ -456,33 +789,45 @@ async fn deliver(tx: &BodyTx, data: Bytes) {
     let _ = tx.send(Ok(data)).await;
 }
 
-async fn fill(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut BytesMut) -> bool {
-    matches!(read.read_buf(buf).await, Ok(n) if n > 0)
+/// Reads more of a body; on failure tells the body's reader why.
+async fn fill_body(conn: &mut ReadConn, tx: &BodyTx, limit: Option<Duration>) -> bool {
+    match conn.fill(limit).await {
+        Ok(true) => true,
+        Ok(false) => {
+            let _ = tx.send(Err(HttpError::HttpResponseIncomplete)).await;
+            false
+        }
+        Err(Stalled) => {
+            let _ = tx.send(Err(HttpError::ConnectionReadTimeout)).await;
+            false
+        }
+    }
 }
 
-async fn pump_length(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut BytesMut, mut left: u64, tx: &BodyTx) -> bool {
+async fn pump_length(conn: &mut ReadConn, mut left: u64, tx: &BodyTx, limit: Option<Duration>) -> bool {
     while left > 0 {
-        if buf.is_empty() && !fill(read, buf).await {
-            let _ = tx.send(Err(HttpError::HttpResponseIncomplete)).await;
+        if conn.buf.is_empty() && !fill_body(conn, tx, limit).await {
             return false;
         }
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let data = buf.split_to(n).freeze();
+        let n = conn.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let data = conn.buf.split_to(n).freeze();
         left -= n as u64;
         deliver(tx, data).await;
     }
     true
 }
 
-async fn pump_chunked(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut BytesMut, tx: &BodyTx) -> bool {
+async fn pump_chunked(conn: &mut ReadConn, tx: &BodyTx, limit: Option<Duration>) -> bool {
     loop {
         let line = loop {
-            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                let line = buf.split_to(i + 2);
-                break line;
+            if let Some(i) = conn.buf.windows(2).position(|w| w == b"\r\n") {
+                break conn.buf.split_to(i + 2);
             }
-            if buf.len() > MAX_HEAD || !fill(read, buf).await {
-                let _ = tx.send(Err(HttpError::HttpResponseIncomplete)).await;
+            if conn.buf.len() > MAX_HEAD {
+                let _ = tx.send(Err(HttpError::HttpProtocolError)).await;
+                return false;
+            }
+            if !fill_body(conn, tx, limit).await {
                 return false;
             }
         };
@@ -495,42 +840,46 @@ async fn pump_chunked(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut Bytes
         if size == 0 {
             // Trailers, if any, up to an empty line.
             loop {
-                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                if let Some(i) = conn.buf.windows(2).position(|w| w == b"\r\n") {
                     let empty = i == 0;
-                    buf.advance(i + 2);
+                    conn.buf.advance(i + 2);
                     if empty {
                         return true;
                     }
-                } else if buf.len() > MAX_HEAD || !fill(read, buf).await {
+                } else if conn.buf.len() > MAX_HEAD || !matches!(conn.fill(limit).await, Ok(true)) {
                     return false;
                 }
             }
         }
-        if !pump_length(read, buf, size, tx).await {
+        if !pump_length(conn, size, tx, limit).await {
             return false;
         }
-        while buf.len() < 2 {
-            if !fill(read, buf).await {
-                let _ = tx.send(Err(HttpError::HttpResponseIncomplete)).await;
+        while conn.buf.len() < 2 {
+            if !fill_body(conn, tx, limit).await {
                 return false;
             }
         }
-        if &buf[..2] != b"\r\n" {
+        if &conn.buf[..2] != b"\r\n" {
             let _ = tx.send(Err(HttpError::HttpProtocolError)).await;
             return false;
         }
-        buf.advance(2);
+        conn.buf.advance(2);
     }
 }
 
-async fn pump_until_close(read: &mut ReadHalf<TlsStream<TcpStream>>, buf: &mut BytesMut, tx: &BodyTx) {
+async fn pump_until_close(conn: &mut ReadConn, tx: &BodyTx, limit: Option<Duration>) {
     loop {
-        if !buf.is_empty() {
-            let data = buf.split().freeze();
+        if !conn.buf.is_empty() {
+            let data = conn.buf.split().freeze();
             deliver(tx, data).await;
         }
-        if !fill(read, buf).await {
-            return;
+        match conn.fill(limit).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(Stalled) => {
+                let _ = tx.send(Err(HttpError::ConnectionReadTimeout)).await;
+                return;
+            }
         }
     }
 }

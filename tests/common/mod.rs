@@ -2,6 +2,8 @@
 //! `tests/lxd-up.sh` brings up, and ways to look at it from the outside.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::path::PathBuf;
 use std::process::Command;
 

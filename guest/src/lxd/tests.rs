@@ -570,6 +570,7 @@ fn run_posts_the_command_in_exactly_one_sh_c_with_recorded_output() {
     let cmd = "echo \"$HOME\" | tr a-z A-Z; printf '%s' 'it''s'";
     let out = inst.run(cmd, &RunOptions::default()).expect("runs");
     assert_eq!(out.exit_code, 0);
+    drop(inst); // a session deletes its last logs when it closes
     let post = &fake.sent()[0];
     assert_eq!(post.method(), Method::Post);
     assert_eq!(post.path(), "/1.0/instances/c1/exec?project=default");
@@ -602,6 +603,7 @@ fn run_sends_env_as_an_object_and_cwd_user_group_when_given() {
         ..RunOptions::default()
     };
     inst.run("env", &opts).expect("runs");
+    drop(inst); // a session deletes its last logs when it closes
     let body = fake.sent()[0].json();
     assert_eq!(
         body["environment"],
@@ -615,23 +617,49 @@ fn run_sends_env_as_an_object_and_cwd_user_group_when_given() {
 }
 
 #[test]
-fn run_waits_then_reads_and_deletes_both_logs() {
+fn run_waits_reads_both_logs_and_returns_without_waiting_for_their_deletes() {
     let (inst, fake) = connected("default");
     script_exec(&fake, 0, b"out\n", b"err\n");
     let out = inst.run("echo out; echo err >&2", &RunOptions::default()).expect("runs");
     assert_eq!(out, RunOutput { exit_code: 0, stdout: b"out\n".to_vec(), stderr: b"err\n".to_vec() });
     let s = |p: &str| p.to_string();
+    let read = vec![
+        (Method::Post, s("/1.0/instances/c1/exec?project=default")),
+        (Method::Get, format!("/1.0/operations/{OP}/wait?project=default")),
+        (Method::Get, format!("/1.0/instances/c1/logs/exec_{OP}.stdout?project=default")),
+        (Method::Get, format!("/1.0/instances/c1/logs/exec_{OP}.stderr?project=default")),
+    ];
+    // The deletes went out after the reads (a reset while reading is made
+    // good by reading again), and the call did not wait for their answers:
+    // they are taken when the session closes (or by its next call).
+    assert_eq!(fake.requests(), read);
+    drop(inst);
+    let mut all = read;
+    all.push((Method::Delete, format!("/1.0/instances/c1/logs/exec_{OP}.stdout?project=default")));
+    all.push((Method::Delete, format!("/1.0/instances/c1/logs/exec_{OP}.stderr?project=default")));
+    assert_eq!(fake.requests(), all);
+    fake.assert_script_used();
+}
+
+#[test]
+fn a_commands_log_deletes_go_out_in_front_of_the_next_command() {
+    let (inst, fake) = connected("default");
+    script_exec(&fake, 0, b"1", b"");
+    script_exec(&fake, 0, b"2", b"");
+    assert_eq!(inst.run("echo 1", &RunOptions::default()).expect("runs").stdout, b"1");
+    assert_eq!(inst.run("echo 2", &RunOptions::default()).expect("runs").stdout, b"2");
+    let methods: Vec<String> = fake.requests().iter().map(|(m, p)| format!("{m} {}", &p[..p.find('?').unwrap_or(p.len())])).collect();
+    let log = |fd: &str| format!("/1.0/instances/c1/logs/exec_{OP}.{fd}");
+    let wait = format!("GET /1.0/operations/{OP}/wait");
     assert_eq!(
-        fake.requests(),
-        vec![
-            (Method::Post, s("/1.0/instances/c1/exec?project=default")),
-            (Method::Get, format!("/1.0/operations/{OP}/wait?project=default")),
-            (Method::Get, format!("/1.0/instances/c1/logs/exec_{OP}.stdout?project=default")),
-            (Method::Get, format!("/1.0/instances/c1/logs/exec_{OP}.stderr?project=default")),
-            (Method::Delete, format!("/1.0/instances/c1/logs/exec_{OP}.stdout?project=default")),
-            (Method::Delete, format!("/1.0/instances/c1/logs/exec_{OP}.stderr?project=default")),
+        methods,
+        [
+            "POST /1.0/instances/c1/exec".to_string(), wait.clone(), format!("GET {}", log("stdout")), format!("GET {}", log("stderr")),
+            format!("DELETE {}", log("stdout")), format!("DELETE {}", log("stderr")),
+            "POST /1.0/instances/c1/exec".to_string(), wait, format!("GET {}", log("stdout")), format!("GET {}", log("stderr")),
         ]
     );
+    drop(inst);
     fake.assert_script_used();
 }
 
@@ -640,6 +668,7 @@ fn run_carries_a_non_default_project_on_every_request() {
     let (inst, fake) = connected("team+ops");
     script_exec(&fake, 0, b"", b"");
     inst.run("true", &RunOptions { timeout_ms: Some(30_000), ..RunOptions::default() }).expect("runs");
+    drop(inst); // a session deletes its last logs when it closes
     let requests = fake.requests();
     assert_eq!(requests.len(), 6);
     for (method, path) in &requests {
@@ -667,6 +696,7 @@ fn run_returns_stdout_and_stderr_byte_exact() {
     assert_eq!(out.exit_code, 3);
     assert!(out.stdout == stdout, "stdout differs ({} vs {} bytes)", out.stdout.len(), stdout.len());
     assert!(out.stderr == stderr, "stderr differs: {:?}", out.stderr);
+    drop(inst); // a session deletes its last logs when it closes
     fake.assert_script_used();
 }
 
@@ -683,6 +713,7 @@ fn run_returns_exit_127_of_a_failed_operation_as_an_exit_code() {
     };
     assert_eq!(out.exit_code, 127);
     assert_eq!(out.stderr, b"sh: 1: nosuchcmd: not found\n");
+    drop(inst); // a session deletes its last logs when it closes
     assert_eq!(fake.requests().iter().filter(|(m, _)| *m == Method::Delete).count(), 2);
     fake.assert_script_used();
 }
@@ -726,6 +757,7 @@ fn run_reports_a_wait_without_an_exit_code_as_a_protocol_error() {
     assert!(msg.contains("without"), "{msg}");
     assert!(msg.contains("Failed to retrieve PID"), "the server's err is kept: {msg}");
     // The pipelined log reads and deletes were answered too: nothing stays.
+    drop(inst); // a session deletes its last logs when it closes
     assert_eq!(fake.requests().len(), 6);
     fake.assert_script_used();
 }
@@ -748,6 +780,7 @@ fn run_deletes_both_logs_even_when_reading_stdout_fails() {
     let e = inst.run("echo hi", &RunOptions::default()).unwrap_err();
     let Error::Protocol(msg) = &e else { panic!("expected Protocol, got {e:?}") };
     assert!(msg.contains("500") && msg.contains("no such file"), "{msg}");
+    drop(inst); // a session deletes its last logs when it closes
     let deletes: Vec<String> =
         fake.requests().into_iter().filter(|(m, _)| *m == Method::Delete).map(|(_, p)| p).collect();
     assert_eq!(
@@ -772,6 +805,7 @@ fn run_deletes_both_logs_even_when_the_stderr_read_is_cut_off() {
     fake.reply_json(Method::Delete, &log_path("2"), 200, sync(json!({})));
     let e = inst.run("echo out", &RunOptions::default()).unwrap_err();
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    drop(inst); // a session deletes its last logs when it closes
     assert_eq!(fake.requests().iter().filter(|(m, _)| *m == Method::Delete).count(), 2);
     fake.assert_script_used();
 }
@@ -785,6 +819,10 @@ fn run_reports_a_lost_wait_as_a_command_that_may_have_run() {
     let e = inst.run("touch /x", &RunOptions::default()).unwrap_err();
     let Error::Transport(msg) = &e else { panic!("expected Transport, got {e:?}") };
     assert!(msg.contains("may still be running or have run"), "{msg}");
+    // Its logs are not left behind either: deleted when the session closes.
+    fake.reply_json(Method::Delete, &log_path("1"), 200, sync(json!({})));
+    fake.reply_json(Method::Delete, &log_path("2"), 200, sync(json!({})));
+    drop(inst);
     fake.assert_script_used();
 }
 
@@ -859,6 +897,7 @@ fn run_with_stdin_uploads_it_first_and_hands_its_path_to_the_wrapper() {
     let out = inst.run(cmd, &opts).expect("runs");
     assert_eq!(out.stdout, b"3\n");
 
+    drop(inst); // a session deletes its last logs when it closes
     let sent = fake.sent();
     let upload = &sent[0];
     assert_eq!(upload.method(), Method::Post);
@@ -915,6 +954,7 @@ fn run_with_stdin_never_runs_the_command_when_the_upload_fails() {
     let e = inst.run("cat", &opts).unwrap_err();
     let Error::Protocol(msg) = &e else { panic!("expected Protocol, got {e:?}") };
     assert!(msg.contains("standard input") && msg.contains("read-only"), "{msg}");
+    drop(inst); // a session deletes its last logs when it closes
     let sent = fake.sent();
     let argv = sent[1].json()["command"].clone();
     assert_eq!(argv[2], json!(STDIN_WRAPPER), "the command only ever runs behind the wrapper");
