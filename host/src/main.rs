@@ -264,9 +264,6 @@ async fn get(runtime: &Runtime, project: Option<&str>, args: GetArgs) -> Result<
         session.close().await;
         return Ok(());
     }
-    if args.local.as_os_str().is_empty() {
-        bail!("the local destination is empty; give a file, a folder, or - for standard output");
-    }
     let mut dest = args.local.clone();
     if dest.is_dir() {
         let Some(file_name) = Path::new(&path).file_name() else {
