@@ -24,6 +24,21 @@ async fn unknown_instance_is_not_found_naming_it() {
     let (kind, msg) = kind_and_message(runtime().connect(&format!("{REMOTE}:nosuch1")).await);
     assert_eq!(kind, ErrorKind::NotFound);
     assert!(msg.contains("'nosuch1'") && msg.contains(REMOTE) && msg.contains("project 'default'"), "{msg}");
+    assert!(msg.contains("`lxc list testlxd: --project default`"), "no way to look: {msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_that_does_not_exist_reads_as_a_missing_instance_with_where_to_look() {
+    let rt = runtime();
+    let mut target = rt.parse_name(&format!("{REMOTE}:c1")).await.unwrap();
+    target.set("project", "nosuchproject");
+    let (kind, msg) = kind_and_message(rt.connect_target(&target).await);
+    assert_eq!(kind, ErrorKind::NotFound);
+    assert!(msg.contains("project 'nosuchproject'") && msg.contains("--project nosuchproject"), "{msg}");
+    let mut s = rt.open_target(&target).await.unwrap();
+    let e = s.run("true", &lxd_connector::RunOptions::default()).await.err().expect("ran in a missing project");
+    assert_eq!(e.kind(), Some(ErrorKind::NotFound), "{e}");
+    assert!(e.to_string().contains("--project nosuchproject"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -153,6 +168,7 @@ async fn a_deferred_session_fails_its_first_command_as_connect_would() {
     let (kind, msg) = first_run_error(&rt, &format!("{REMOTE}:nosuch1")).await;
     assert_eq!(kind, ErrorKind::NotFound);
     assert!(msg.contains("'nosuch1'") && msg.contains("project 'default'"), "{msg}");
+    assert!(msg.contains("`lxc list testlxd: --project default`"), "{msg}");
 
     let (kind, msg) = first_run_error(&rt, &format!("{REMOTE}:stopped1")).await;
     assert_eq!(kind, ErrorKind::NotRunning);

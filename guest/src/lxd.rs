@@ -189,7 +189,7 @@ impl<H: Http> Instance<H> {
             Some(pending) => self.take_json(pending, &what),
             None => self.get_json(&instance_url, &what),
         }
-        .map_err(|e| self.with_trust_hint(e))?;
+        .map_err(|e| self.with_missing_hint(self.with_trust_hint(e)))?;
         let status = str_field(&meta, "status").to_string();
         let kind = str_field(&meta, "type").to_string();
         let mut facts = self.facts.borrow_mut();
@@ -233,6 +233,18 @@ impl<H: Http> Instance<H> {
             Error::Permission(m) => Error::Permission(format!(
                 "{m}; remote '{remote}' may no longer trust this client's certificate: on the \
                  server, run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here"
+            )),
+            other => other,
+        }
+    }
+
+    /// A missing instance: say where to look (LXD reports an instance in a
+    /// project that does not exist as a missing instance too).
+    fn with_missing_hint(&self, e: Error) -> Error {
+        match e {
+            Error::NotFound(m) => Error::NotFound(format!(
+                "{m}; `lxc list {}: --project {}` lists the instances there (check the instance and project names)",
+                self.remote, self.project
             )),
             other => other,
         }
@@ -398,6 +410,7 @@ impl<H: Http> Instance<H> {
                     self.remote, self.name
                 )),
                 Error::Permission(_) if deferred.is_some() => self.with_trust_hint(e),
+                Error::NotFound(_) if deferred.is_some() => self.with_missing_hint(e),
                 other => other,
             }
         });

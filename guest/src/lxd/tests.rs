@@ -489,7 +489,7 @@ fn connect_reports_a_missing_instance_naming_instance_remote_and_project() {
     fake.reply_json(Method::Get, "/1.0/instances/c1", 404, error_doc(404, "Instance not found"));
     let e = err(connect(fake.clone(), "prod", "web", "c1"));
     let Error::NotFound(msg) = &e else { panic!("expected NotFound, got {e:?}") };
-    for part in ["'c1'", "'prod'", "'web'", "Instance not found"] {
+    for part in ["'c1'", "'prod'", "'web'", "Instance not found", "`lxc list prod: --project web`"] {
         assert!(msg.contains(part), "{part} missing from {msg}");
     }
     assert_eq!(fake.requests()[1], (Method::Get, "/1.0/instances/c1?project=web".to_string()));
