@@ -382,10 +382,13 @@ fn config_spoilers() -> Vec<Spoiler> {
 async fn every_broken_client_config_is_one_error_naming_the_file_or_remote_and_the_fix() {
     let base = tempfile::tempdir().unwrap();
     let key_lines = key_lines();
+    // One compiled component for all the runtimes.
+    let cache = Some(base.path().join("cache"));
     for (i, (what, spoil, kind, parts)) in config_spoilers().into_iter().enumerate() {
         let dir = conf_copy(&base.path().join(i.to_string()));
         spoil(&dir);
-        let rt = runtime_with(dir.clone());
+        let options = lxd_connector::RuntimeOptions { config_dir: Some(dir), cache_dir: cache.clone(), ..Default::default() };
+        let rt = lxd_connector::Runtime::new(options).expect("runtime loads");
         // Both ways in: a full connect, and a deferred session's first command.
         let connected = rt.connect(&format!("{REMOTE}:c1")).await.err().unwrap_or_else(|| panic!("{what}: connected"));
         let first_run = match rt.open(&format!("{REMOTE}:c1")).await {
