@@ -212,3 +212,187 @@ fn nothing_the_cli_prints_ever_holds_key_material() {
         }
     }
 }
+
+fn assert_one_clear_line(o: &Output, case: &str, parts: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(255), "{case}: {err}");
+    assert!(o.stdout.is_empty(), "{case}: printed on stdout: {:?}", String::from_utf8_lossy(&o.stdout));
+    assert!(err.starts_with("lxd-connector: "), "{case}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{case}: not one line: {err}");
+    for part in parts {
+        assert!(err.contains(part), "{case}: the message lacks {part:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_names_give_one_line_naming_the_culprit_in_exec_info_put_and_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, b"x").unwrap();
+    let local = local.to_str().unwrap();
+    let long = "a".repeat(300);
+    let long_remote = format!("{}:c1", "r".repeat(300));
+    const RULE: &str = "1-63 ASCII letters";
+    // (name, what the message must hold); '/' and NUL cannot be part of a
+    // name in INSTANCE/PATH or in an argument, so they are exec/info only.
+    let names: Vec<(&str, &[&str])> = vec![
+        ("c%1", &["'%'", RULE]),
+        ("c 1", &["' '", RULE]),
+        ("ç1", &["'ç'", RULE]),
+        ("c\n1", &["\"c\\n1\"", "'\\n'", RULE]),
+        ("1c", &["does not start with a letter", RULE]),
+        (&long, &["300 characters long", RULE]),
+        (":c1", &["remote name before ':' is empty"]),
+        ("a b:c1", &["\"a b\" contains ' '", "lxc remote list"]),
+        (&long_remote, &["300 bytes long", "lxc remote list"]),
+        ("nosuchremote:c1", &["no remote named \"nosuchremote\"", "lxc remote add nosuchremote"]),
+    ];
+    for (name, parts) in names {
+        let file = format!("{name}/tmp/x");
+        for args in [
+            vec!["exec", name, "--", "true"],
+            vec!["info", name],
+            vec!["put", local, &file],
+            vec!["get", &file, "-"],
+        ] {
+            let o = cli(&args, None);
+            assert_one_clear_line(&o, &format!("{args:?}"), parts);
+        }
+    }
+    for (name, parts) in [
+        ("", &["the instance name is empty", RULE][..]),
+        ("c1/x", &["'/'", RULE]),
+        ("testlxd:", &["the instance name is empty", RULE]),
+    ] {
+        for args in [vec!["exec", name, "--", "true"], vec!["info", name]] {
+            assert_one_clear_line(&cli(&args, None), &format!("{args:?}"), parts);
+        }
+    }
+    for target in ["/tmp/x", "c1", "testlxd:/tmp/x"] {
+        assert_one_clear_line(&cli(&["put", local, target], None), target, &["[REMOTE:]INSTANCE/PATH", "c1/etc/motd"]);
+        assert_one_clear_line(&cli(&["get", target, "-"], None), target, &["[REMOTE:]INSTANCE/PATH"]);
+    }
+}
+
+#[test]
+fn bad_option_values_give_one_line_naming_the_option_and_the_fix_and_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("f");
+    std::fs::write(&local, b"x").unwrap();
+    let local = local.to_str().unwrap();
+    let marker = format!("/tmp/{}", unique("must-not-run"));
+    let touch = format!("touch {marker}");
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (vec!["exec", "c1", "--env", "FOO", "--", &touch], &["--env", "FOO=VALUE"]),
+        (vec!["exec", "c1", "--env", "=x", "--", &touch], &["--env", "no name before '='"]),
+        (vec!["exec", "c1", "--user", "-1", "--", &touch], &["--user", "-1 is negative", "0 to 4294967294"]),
+        (vec!["exec", "c1", "--user", "4294967295", "--", &touch], &["--user", "too large"]),
+        (vec!["exec", "c1", "--user", "root", "--", &touch], &["--user", "numeric id"]),
+        (vec!["exec", "c1", "--group", "99999999999", "--", &touch], &["--group", "too large"]),
+        (vec!["exec", "c1", "--timeout", "0", "--", &touch], &["--timeout", "at least 1", "leave --timeout out"]),
+        (vec!["exec", "c1", "--timeout", "-5", "--", &touch], &["--timeout", "whole number of seconds"]),
+        (vec!["exec", "c1", "--timeout", "1.5", "--", &touch], &["--timeout", "whole number of seconds"]),
+        (vec!["exec", "c1", "--timeout", "99999999999999", "--", &touch], &["--timeout", "at most 9223372036"]),
+        (vec!["exec", "c1", "--cwd", "tmp", "--", &touch], &["working directory", "did you mean \"/tmp\""]),
+        (vec!["exec", "c1", "--cwd", "", "--", &touch], &["working directory", "not absolute"]),
+        (vec!["exec", "c1", "--bogus", "--", &touch], &["'--bogus'", "lxd-connector exec --help"]),
+        (vec!["exec", "c1"], &["<COMMAND>", "lxd-connector exec --help"]),
+        (vec![], &["lxd-connector --help"]),
+        (vec!["put", "--mode", "999", local, "c1/tmp/x"], &["--mode", "0000 to 7777"]),
+        (vec!["put", "--mode", "-1", local, "c1/tmp/x"], &["--mode", "0000 to 7777"]),
+        (vec!["put", "--uid", "-1", local, "c1/tmp/x"], &["--uid", "negative"]),
+        (vec!["put", "--gid", "99999999999", local, "c1/tmp/x"], &["--gid", "too large"]),
+        (vec!["put", local, "c1/tmp"], &[]),
+        (vec!["get", "c1/etc/hostname", ""], &["a value is required for '<LOCAL>'"]),
+        (vec!["put", "", "c1/tmp/x"], &["a value is required for '<LOCAL>'"]),
+        (vec!["get", "c1/etc/hostname", "/nonexistent-dir/x"], &["cannot write /nonexistent-dir/x"]),
+    ];
+    for (args, parts) in cases {
+        let o = cli(&args, None);
+        if args == ["put", local, "c1/tmp"] {
+            // /tmp is a folder: LXD's own refusal, still one line.
+            assert_one_clear_line(&o, &format!("{args:?}"), &["/tmp"]);
+            continue;
+        }
+        assert_one_clear_line(&o, &format!("{args:?}"), parts);
+    }
+    let o = cli(&["exec", "c1", "--", &format!("test ! -e {marker} && echo absent")], None);
+    assert_eq!(o.stdout, b"absent\n", "a refused command ran: {}", stderr(&o));
+}
+
+#[test]
+fn odd_file_names_round_trip_through_the_cli_and_keep_their_name_in_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_dir = format!("/tmp/{}", unique("cli-odd"));
+    let o = cli(&["exec", "c1", "--", &format!("mkdir {remote_dir}")], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in ["a b.txt", "nl\nname", "tab\tname", "ü漢字🙂", "-dash", " trailing ", "100%25?&#="] {
+        let data = [name.as_bytes(), &all_bytes()].concat();
+        let local = dir.path().join(name);
+        std::fs::write(&local, &data).unwrap();
+        // A folder target keeps the local name, byte for byte.
+        let o = cli(&["put", local.to_str().unwrap(), &format!("c1{remote_dir}/")], None);
+        assert!(o.status.success(), "{name:?}: {}", stderr(&o));
+        let back_dir = dir.path().join("back");
+        std::fs::create_dir_all(&back_dir).unwrap();
+        let o = cli(&["get", &format!("c1{remote_dir}/{name}"), back_dir.to_str().unwrap()], None);
+        assert!(o.status.success(), "{name:?}: {}", stderr(&o));
+        assert!(std::fs::read(back_dir.join(name)).unwrap() == data, "{name:?}: the content changed");
+    }
+    let o = cli(&["exec", "c1", "--", &format!("set -- {remote_dir}/*; echo $#; rm -r {remote_dir}")], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "7", "one file per name: {}", stderr(&o));
+}
+
+#[test]
+fn a_local_file_name_that_is_not_utf8_needs_a_named_destination() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    std::fs::write(&local, b"latin-1").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lxd-connector"))
+        .arg("put")
+        .arg(&local)
+        .arg("c1/tmp/")
+        .env("LXD_CONF", conf())
+        .output()
+        .unwrap();
+    assert_one_clear_line(&o, "non-UTF-8 name into a folder", &["not UTF-8", "name the destination file", "c1/tmp/NAME"]);
+    // Named, it goes through.
+    let remote = format!("/tmp/{}", unique("latin1"));
+    let o = Command::new(env!("CARGO_BIN_EXE_lxd-connector"))
+        .arg("put")
+        .arg(&local)
+        .arg(format!("c1{remote}"))
+        .env("LXD_CONF", conf())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli(&["exec", "c1", "--", &format!("cat {remote}; rm {remote}")], None);
+    assert_eq!(o.stdout, b"latin-1");
+}
+
+#[test]
+fn broken_client_configs_give_one_line_naming_the_file_and_the_fix() {
+    let base = tempfile::tempdir().unwrap();
+    type Spoil = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Spoil, &[&str])> = vec![
+        ("config folder missing", Box::new(|d| std::fs::remove_dir_all(d).unwrap()), &["does not exist", "LXD_CONF"]),
+        ("config.yml missing, default remote", Box::new(|d| std::fs::remove_file(d.join("config.yml")).unwrap()), &["config.yml does not exist", "built-in 'local'", "LXD_CONF", "lxc remote add"]),
+        ("config.yml a folder", Box::new(|d| {
+            std::fs::remove_file(d.join("config.yml")).unwrap();
+            std::fs::create_dir(d.join("config.yml")).unwrap();
+        }), &["config.yml", "is a folder", "move it aside"]),
+        ("config.yml malformed", Box::new(|d| std::fs::write(d.join("config.yml"), "default-remote: [testlxd\n").unwrap()), &["config.yml is malformed", "line"]),
+        ("pinned certificate damaged", Box::new(|d| {
+            std::fs::write(d.join("servercerts/testlxd.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap()
+        }), &["servercerts/testlxd.crt", "not a valid X.509 certificate", "lxc remote add testlxd"]),
+    ];
+    for (i, (what, spoil, parts)) in cases.into_iter().enumerate() {
+        let dir = base.path().join(i.to_string());
+        config_copy(&dir, |d| spoil(d));
+        for args in [&["exec", "c1", "--", "true"][..], &["info", "c1"], &["get", "c1/etc/hostname", "-"]] {
+            let o = Command::new(env!("CARGO_BIN_EXE_lxd-connector")).args(args).env("LXD_CONF", &dir).output().unwrap();
+            assert_one_clear_line(&o, &format!("{what}, {args:?}"), parts);
+        }
+    }
+}

@@ -94,3 +94,49 @@ async fn relative_paths_and_bad_modes_are_rejected_before_sending() {
     let err = s.put("/tmp/x", PutOptions { mode: Some(0o10000), ..Default::default() }, &b"x"[..]).await.unwrap_err();
     assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_names_with_newlines_tabs_spaces_and_unicode_round_trip_byte_exact() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let dir = format!("/tmp/{}", unique("names"));
+    s.run(&format!("mkdir {dir}"), &RunOptions::default()).await.unwrap();
+    let longest = "n".repeat(255);
+    for name in ["nl\nname", "trailing-nl\n", "tab\tname", " lead and trail ", "-dash", "ü漢字🙂", "back\\slash", "q\"'`$(x)", "%41%00", "\r", &longest] {
+        let path = format!("{dir}/{name}");
+        let data = [name.as_bytes(), &all_bytes()].concat();
+        s.put(&path, PutOptions::default(), &data[..]).await.unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let mut back = Vec::new();
+        s.get(&path, &mut back).await.unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert!(back == data, "{name:?}: the content changed");
+        // Seen from inside: exactly that name, no other.
+        let o = RunOptions { env: vec![("P".into(), path.clone())], ..RunOptions::default() };
+        let out = s.run(&format!("test -f \"$P\" && set -- {dir}/* && echo $# && rm -- \"$P\""), &o).await.unwrap();
+        assert_eq!(out.stdout, b"1\n", "{name:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    s.run(&format!("rmdir {dir}"), &RunOptions::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_and_dotdot_resolve_inside_the_instance_as_its_kernel_does_never_above_its_root() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let tag = unique("dots");
+    s.run(&format!("mkdir /tmp/{tag}"), &RunOptions::default()).await.unwrap();
+    // `..` from a folder, `..` past the root (the root's parent is the root,
+    // inside the instance), `.` and doubled slashes.
+    for (written, lands) in [
+        (format!("/tmp/{tag}/../{tag}-up"), format!("/tmp/{tag}-up")),
+        (format!("/../../../tmp/{tag}-root"), format!("/tmp/{tag}-root")),
+        (format!("/tmp/./{tag}//dot"), format!("/tmp/{tag}/dot")),
+    ] {
+        s.put(&written, PutOptions::default(), written.as_bytes()).await.unwrap_or_else(|e| panic!("{written}: {e}"));
+        let out = s.run(&format!("cat {lands} && rm {lands}"), &RunOptions::default()).await.unwrap();
+        assert_eq!(out.stdout, written.as_bytes(), "{written} did not land at {lands}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut back = Vec::new();
+    s.get(&format!("/tmp/{tag}/../../etc/../etc/hostname"), &mut back).await.unwrap();
+    let hostname = s.run("cat /etc/hostname", &RunOptions::default()).await.unwrap().stdout;
+    assert_eq!(back, hostname);
+    s.run(&format!("rmdir /tmp/{tag}"), &RunOptions::default()).await.unwrap();
+}

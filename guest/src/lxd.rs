@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::http::{Body, Head, Http, HttpError, Method, NO_TIME_LIMIT, Request, Upload};
-use crate::names::{encode, validate_path};
+use crate::names::{encode, shown, validate_path};
 
 /// Largest JSON document accepted from the server.
 const JSON_LIMIT: usize = 16 * 1024 * 1024;
@@ -221,7 +221,7 @@ impl<H: Http> Instance<H> {
             Some(pending) => self.take_json(pending, &what),
             None => self.get_json(&instance_url, &what),
         }
-        .map_err(|e| self.with_trust_hint(e))?;
+        .map_err(|e| self.with_missing_hint(self.with_trust_hint(e)))?;
         let status = str_field(&meta, "status").to_string();
         let kind = str_field(&meta, "type").to_string();
         let mut facts = self.facts.borrow_mut();
@@ -265,6 +265,18 @@ impl<H: Http> Instance<H> {
             Error::Permission(m) => Error::Permission(format!(
                 "{m}; remote '{remote}' may no longer trust this client's certificate: on the \
                  server, run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here"
+            )),
+            other => other,
+        }
+    }
+
+    /// A missing instance: say where to look (LXD reports an instance in a
+    /// project that does not exist as a missing instance too).
+    fn with_missing_hint(&self, e: Error) -> Error {
+        match e {
+            Error::NotFound(m) => Error::NotFound(format!(
+                "{m}; `lxc list {}: --project {}` lists the instances there (check the instance and project names)",
+                self.remote, self.project
             )),
             other => other,
         }
@@ -434,6 +446,7 @@ impl<H: Http> Instance<H> {
                     self.remote, self.name
                 )),
                 Error::Permission(_) if deferred.is_some() => self.with_trust_hint(e),
+                Error::NotFound(_) if deferred.is_some() => self.with_missing_hint(e),
                 // The request was written: the server may have started it.
                 Error::Transport(m) => Error::Transport(format!(
                     "{m}; the command may have started: check before running it again"
@@ -688,6 +701,8 @@ impl<H: Http> Instance<H> {
     /// The request that creates or overwrites `path`, without its body.
     fn file_request(&self, path: &str, opts: PutOptions) -> Result<Request, Error> {
         validate_path(path)?;
+        validate_id(opts.uid, "user")?;
+        validate_id(opts.gid, "group")?;
         let mode = opts.mode.unwrap_or(0o644);
         if mode > 0o7777 {
             return Err(Error::InvalidInput(format!(
@@ -817,21 +832,65 @@ impl<B: Body> FileReader<B> {
     }
 }
 
+/// Longest time limit LXD honours: its wait multiplies the seconds into a
+/// signed 64-bit count of nanoseconds, and a longer one makes it answer at
+/// once, as if the command had timed out (about 292 years).
+const MAX_TIMEOUT_MS: u64 = (i64::MAX as u64 / 1_000_000_000) * 1000;
+
 fn validate_run(command: &str, opts: &RunOptions) -> Result<(), Error> {
     if command.contains('\0') {
         return Err(Error::InvalidInput("the command contains a NUL byte, which no shell command can hold".into()));
     }
     for (k, v) in &opts.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(Error::InvalidInput(format!(
-                "environment variable {k:?}: names must be non-empty without '=' or NUL, values without NUL"
-            )));
-        }
+        let problem = if k.is_empty() {
+            "has an empty name"
+        } else if k.contains('=') {
+            "has '=' in its name, which ends a name in the environment; pass the name and the value apart"
+        } else if k.contains('\0') {
+            "has a NUL byte in its name, which no environment can hold"
+        } else if v.contains('\0') {
+            "has a NUL byte in its value, which no environment can hold"
+        } else {
+            continue;
+        };
+        return Err(Error::InvalidInput(format!("environment variable {}: it {problem}", shown(k))));
     }
     if let Some(cwd) = &opts.cwd {
         validate_path(cwd).map_err(|e| prefix(e, "working directory"))?;
     }
-    Ok(())
+    match opts.timeout_ms {
+        Some(0) => {
+            return Err(Error::InvalidInput(
+                "a time limit of 0 ms cannot be met; give at least 1 ms (LXD counts whole seconds, so up to \
+                 1000 ms waits 1 s), or none to wait as long as the command runs"
+                    .into(),
+            ));
+        }
+        Some(ms) if ms > MAX_TIMEOUT_MS => {
+            return Err(Error::InvalidInput(format!(
+                "a time limit of {ms} ms is longer than LXD can wait (at most {} s, about 292 years); \
+                 give none to wait as long as the command runs",
+                MAX_TIMEOUT_MS / 1000
+            )));
+        }
+        _ => {}
+    }
+    validate_id(opts.user, "user").map_err(|e| prefix(e, "running a command"))?;
+    validate_id(opts.group, "group").map_err(|e| prefix(e, "running a command"))
+}
+
+/// Refuses the id 4294967295: it is `(uid_t) -1`, which the kernel reads as
+/// "leave unchanged", so LXD would silently run as (or give the file to) root.
+fn validate_id(id: Option<u32>, what: &str) -> Result<(), Error> {
+    match id {
+        Some(u32::MAX) => Err(Error::InvalidInput(format!(
+            "{what} id {} is (uid_t)-1, which Linux reads as \"no change\" (root, here); give a real {what} id, \
+             at most {}",
+            u32::MAX,
+            u32::MAX - 1
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn prefix(err: Error, context: &str) -> Error {

@@ -17,10 +17,11 @@ pub fn parse_inventory_name(name: &str) -> Result<InventoryName, Error> {
         Some((remote, instance)) => (Some(remote), instance),
         None => (None, name),
     };
+    let shown = shown(name);
     if let Some(remote) = remote {
-        validate_remote(remote).map_err(|m| Error::Inventory(format!("{name:?}: {m}")))?;
+        validate_remote(remote).map_err(|m| Error::Inventory(format!("{shown}: {m}")))?;
     }
-    validate_instance(instance).map_err(|m| Error::Inventory(format!("{name:?}: {m}")))?;
+    validate_instance(instance).map_err(|m| Error::Inventory(format!("{shown}: {m}")))?;
     Ok(InventoryName { remote: remote.map(str::to_string), instance: instance.to_string() })
 }
 
@@ -32,14 +33,17 @@ pub fn validate_instance(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("the instance name is empty; {FIX}"));
     }
-    if name.len() > 63 {
-        return Err(format!("the instance name is {} characters long; {FIX}", name.len()));
-    }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-        return Err(format!("the instance name {name:?} contains {c:?}; {FIX}"));
+        return Err(format!("the instance name {} contains {c:?}; {FIX}", shown(name)));
     }
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) || name.ends_with('-') {
-        return Err(format!("the instance name {name:?} is not valid; {FIX}"));
+    if name.len() > 63 {
+        return Err(format!("the instance name {} is {} characters long; {FIX}", shown(name), name.len()));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!("the instance name {} does not start with a letter; {FIX}", shown(name)));
+    }
+    if name.ends_with('-') {
+        return Err(format!("the instance name {} ends with '-'; {FIX}", shown(name)));
     }
     Ok(())
 }
@@ -52,38 +56,99 @@ pub fn validate_remote(name: &str) -> Result<(), String> {
                     for the default remote"
             .to_string());
     }
+    const FIX: &str = "`lxc remote list` shows the configured remotes";
     if let Some(c) = name.chars().find(|c| c.is_control() || c.is_whitespace() || *c == '/' || *c == ':') {
-        return Err(format!("the remote name {name:?} contains {c:?}, which remote names cannot contain"));
+        return Err(format!("the remote name {} contains {c:?}, which remote names cannot contain; {FIX}", shown(name)));
+    }
+    // The pinned certificate is the file servercerts/NAME.crt, and a file
+    // name holds at most 255 bytes: a longer remote cannot be configured.
+    if name.len() > MAX_REMOTE_BYTES {
+        return Err(format!(
+            "the remote name {} is {} bytes long, longer than any remote can be (at most {MAX_REMOTE_BYTES}, \
+             as it names the file servercerts/NAME.crt); {FIX}",
+            shown(name),
+            name.len()
+        ));
     }
     Ok(())
 }
+
+/// Longest remote name: `NAME.crt` must fit in a 255-byte file name.
+const MAX_REMOTE_BYTES: usize = 255 - ".crt".len();
 
 /// Project names: not empty, at most 63 characters, no `/`, spaces or
 /// control characters (LXD's own rules are close to these).
 pub fn validate_project(name: &str) -> Result<(), String> {
+    const FIX: &str = "`lxc project list` shows the projects";
     if name.is_empty() {
-        return Err("the project name is empty".to_string());
+        return Err(format!("the project name is empty; name a project or leave it out for the remote's default; {FIX}"));
     }
     if name.chars().count() > 63 {
-        return Err(format!("the project name {name:?} is longer than 63 characters"));
+        return Err(format!("the project name {} is longer than 63 characters; {FIX}", shown(name)));
     }
     if let Some(c) = name.chars().find(|c| c.is_control() || c.is_whitespace() || *c == '/') {
-        return Err(format!("the project name {name:?} contains {c:?}"));
+        return Err(format!("the project name {} contains {c:?}, which project names cannot contain; {FIX}", shown(name)));
     }
     Ok(())
 }
 
-/// Paths inside an instance must be absolute and free of NUL bytes.
+/// Longest path Linux accepts (`PATH_MAX` with its NUL).
+const MAX_PATH_BYTES: usize = 4095;
+/// Longest file name Linux file systems accept (`NAME_MAX`).
+const MAX_NAME_BYTES: usize = 255;
+
+/// Paths inside an instance must be absolute, free of NUL bytes and within
+/// Linux's length limits. Any other byte is a legitimate file name byte
+/// (spaces, newlines, unicode), and `.`/`..` mean what they mean to the
+/// instance's kernel (LXD resolves them inside the instance, never above
+/// its root).
 pub fn validate_path(path: &str) -> Result<(), Error> {
     if !path.starts_with('/') {
+        let guess = match path {
+            "" => String::new(),
+            p if p.starts_with('.') => String::new(),
+            p => format!(" (did you mean {:?}?)", format!("/{p}")),
+        };
         return Err(Error::InvalidInput(format!(
-            "the path {path:?} is not absolute; paths inside an instance start with '/'"
+            "the path {} is not absolute; paths inside an instance start with '/'{guess}",
+            shown(path)
         )));
     }
     if path.contains('\0') {
-        return Err(Error::InvalidInput(format!("the path {path:?} contains a NUL byte")));
+        return Err(Error::InvalidInput(format!(
+            "the path {} contains a NUL byte, which no file name can hold; remove it",
+            shown(path)
+        )));
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "the path {} is {} bytes long; Linux paths are at most {MAX_PATH_BYTES} bytes",
+            shown(path),
+            path.len()
+        )));
+    }
+    if let Some(name) = path.split('/').find(|n| n.len() > MAX_NAME_BYTES) {
+        return Err(Error::InvalidInput(format!(
+            "the path {} has a file name of {} bytes ({}); Linux file names are at most {MAX_NAME_BYTES} bytes",
+            shown(path),
+            name.len(),
+            shown(name)
+        )));
     }
     Ok(())
+}
+
+/// `value` quoted for a message, its middle left out when it is long, so
+/// that a 300-character name does not drown the message.
+pub fn shown(value: &str) -> String {
+    const KEEP: usize = 32;
+    let count = value.chars().count();
+    if count <= 2 * KEEP + 16 {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(KEEP).collect();
+    let tail: String = value.chars().skip(count - KEEP).collect();
+    format!("{:?} ({count} characters, shortened)", format!("{head}…{tail}"))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters and `/`,
@@ -148,6 +213,68 @@ mod tests {
         assert!(validate_path("/etc/hosts").is_ok());
         assert!(matches!(validate_path("etc/hosts"), Err(Error::InvalidInput(_))));
         assert!(matches!(validate_path("/a\0b"), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn every_bad_name_is_one_inventory_error_naming_the_culprit_and_the_rule() {
+        let long = "a".repeat(300);
+        let long_remote = format!("{}:c1", "r".repeat(300));
+        // (name, what the message must name, the rule or fix it must give)
+        let cases: [(&str, &str, &str); 14] = [
+            ("", "is empty", "ASCII letters"),
+            ("c1\0x", "'\\0'", "ASCII letters"),
+            ("c1/x", "'/'", "ASCII letters"),
+            ("c1%00", "'%'", "ASCII letters"),
+            ("c 1", "' '", "ASCII letters"),
+            ("ç1", "'ç'", "ASCII letters"),
+            ("1c", "does not start with a letter", "ASCII letters"),
+            ("c1-", "ends with '-'", "ASCII letters"),
+            (&long, "300 characters long", "1-63"),
+            ("r:", "is empty", "ASCII letters"),
+            (":c1", "remote name before ':' is empty", "just INSTANCE"),
+            ("a b:c1", "\"a b\" contains ' '", "lxc remote list"),
+            ("a/b:c1", "contains '/'", "lxc remote list"),
+            (&long_remote, "300 bytes long", "lxc remote list"),
+        ];
+        for (name, culprit, fix) in cases {
+            let err = parse_inventory_name(name).unwrap_err();
+            let Error::Inventory(msg) = &err else { panic!("{name:?} gave {err:?}") };
+            assert!(msg.contains(culprit), "{name:?}: the message does not name {culprit:?}: {msg}");
+            assert!(msg.contains(fix), "{name:?}: the message does not give {fix:?}: {msg}");
+            assert!(msg.len() < 400, "{name:?}: the message is {} bytes: {msg}", msg.len());
+        }
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages_but_short_ones_are_quoted_whole() {
+        assert_eq!(shown("c1"), "\"c1\"");
+        let long = format!("{}{}", "a".repeat(150), "b".repeat(150));
+        let s = shown(&long);
+        assert!(s.starts_with("\"aaaa") && s.contains("bbbb\"") && s.contains("300 characters"), "{s}");
+        assert!(s.len() < 100, "{s}");
+        assert!(shown(&"é".repeat(300)).contains("300 characters"), "counted in characters, cut on boundaries");
+    }
+
+    #[test]
+    fn odd_but_legal_file_names_pass_and_bad_paths_say_why() {
+        for ok in ["/tmp/a b", "/tmp/nl\nname", "/tmp/çé ü", "/tmp/../etc/x", "/tmp/./x", "/", &format!("/tmp/{}", "x".repeat(255))] {
+            assert!(validate_path(ok).is_ok(), "{ok:?} was refused");
+        }
+        let long_name = format!("/tmp/{}", "x".repeat(256));
+        let long_path = "/abc".repeat(1024);
+        for (path, why) in [
+            ("tmp/x", "did you mean \"/tmp/x\""),
+            ("", "not absolute"),
+            ("../x", "not absolute"),
+            ("/a\0b", "NUL byte"),
+            (long_name.as_str(), "file name of 256 bytes"),
+            (long_path.as_str(), "4096 bytes long"),
+        ] {
+            match validate_path(path) {
+                Err(Error::InvalidInput(msg)) => assert!(msg.contains(why), "{path:?}: {msg}"),
+                other => panic!("{path:?} gave {other:?}"),
+            }
+        }
     }
 
     #[test]

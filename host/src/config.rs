@@ -86,8 +86,9 @@ impl fmt::Display for Endpoint {
 pub enum ConfigError {
     /// `config.yml` exists but could not be read.
     #[error(
-        "cannot read the lxc client config {}: {source}; check that the file is readable by the current user (or point $LXD_CONF at the right directory)",
-        path.display()
+        "cannot read the lxc client config {}: {source}; {}",
+        path.display(),
+        read_fix(source, "check that the file is readable by the current user (or point $LXD_CONF at the right directory)")
     )]
     Read {
         /// The file that could not be read.
@@ -125,8 +126,11 @@ pub enum ConfigError {
 
     /// A remote was asked for by name and is not configured.
     #[error(
-        "no remote named {name:?} in {}; configured remotes: {}; add it with `lxc remote add {name} ADDRESS`",
+        "no remote named {name:?} in {}{}; configured remotes: {}; add it with `lxc remote add {name} ADDRESS`",
         path.display(),
+        missing.as_deref().map(|m| format!(
+            " ({m}, so only lxc's built-in remotes exist; if lxc knows this remote, point $LXD_CONF at the folder lxc uses)"
+        )).unwrap_or_default(),
         known.join(", ")
     )]
     UnknownRemote {
@@ -136,6 +140,9 @@ pub enum ConfigError {
         path: PathBuf,
         /// The configured remote names.
         known: Vec<String>,
+        /// Why there is no config file to consult, when there is none
+        /// (see [`ClientConfig::missing_config`]).
+        missing: Option<String>,
     },
 
     /// `default-remote` names a remote that is not configured.
@@ -174,6 +181,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// The fix for a file that exists but cannot be read: a folder in its place
+/// is the one case where "check its permissions" would mislead.
+pub(crate) fn read_fix(source: &io::Error, otherwise: &'static str) -> &'static str {
+    if source.kind() == io::ErrorKind::IsADirectory {
+        "it is a folder, where lxc keeps a file: move it aside and put the file lxc wrote in its place"
+    } else {
+        otherwise
+    }
 }
 
 /// Deserializes an optional string field, refusing other scalars.
@@ -622,6 +639,7 @@ impl ClientConfig {
                     name: name.to_owned(),
                     path: self.config_file_path(),
                     known: self.remote_names(),
+                    missing: self.missing_config(),
                 }),
             None => self.remotes.get(&self.default_remote).ok_or_else(|| {
                 ConfigError::UnknownDefaultRemote {
@@ -630,6 +648,26 @@ impl ClientConfig {
                     known: self.remote_names(),
                 }
             }),
+        }
+    }
+
+    /// Why there is no `config.yml` to read, if there is none: the folder is
+    /// not there (a wrong `$LXD_CONF` or home), is a file, or holds no
+    /// `config.yml`. lxc then uses its built-in remotes, and so do we; this
+    /// only explains an error that follows from it.
+    pub fn missing_config(&self) -> Option<String> {
+        if self.dir.as_os_str().is_empty() {
+            return Some("no lxc config folder was found ($LXD_CONF is unset and there is no home folder)".to_owned());
+        }
+        match std::fs::metadata(&self.dir) {
+            Err(_) => Some(format!("the lxc config folder {} does not exist", self.dir.display())),
+            Ok(meta) if !meta.is_dir() => Some(format!("the lxc config folder {} is not a folder", self.dir.display())),
+            Ok(_) => match std::fs::symlink_metadata(self.config_file_path()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Some(format!("{} does not exist", self.config_file_path().display()))
+                }
+                _ => None,
+            },
         }
     }
 
@@ -1140,6 +1178,39 @@ mod tests {
         assert!(msg.contains("images, lab, local"), "{msg}");
         assert!(msg.contains("lxc remote add prod"), "{msg}");
         assert!(msg.contains("config.yml"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_remote_without_a_config_file_says_why_only_builtins_exist() {
+        let tmp = TempDir::new().unwrap();
+        let file = tmp.path().join("a-file");
+        fs::write(&file, "x").unwrap();
+        let no_config_yml = tmp.path().join("empty-folder");
+        fs::create_dir(&no_config_yml).unwrap();
+        for (dir, why) in [
+            (tmp.path().join("no-such-folder"), "does not exist"),
+            (file, "is not a folder"),
+            (no_config_yml.clone(), "config.yml does not exist"),
+            (PathBuf::new(), "no lxc config folder was found"),
+        ] {
+            let config = ClientConfig::load(&dir).unwrap();
+            let msg = config.remote(Some("lab")).unwrap_err().to_string();
+            assert!(msg.contains(why), "{dir:?}: {msg}");
+            assert!(msg.contains("point $LXD_CONF at the folder lxc uses") && msg.contains("lxc remote add lab"), "{dir:?}: {msg}");
+        }
+        // With a config.yml, nothing is said about it.
+        let dir = write_config("remotes: {}\n");
+        let msg = ClientConfig::load(dir.path()).unwrap().remote(Some("lab")).unwrap_err().to_string();
+        assert!(!msg.contains("does not exist") && !msg.contains("LXD_CONF"), "{msg}");
+    }
+
+    #[test]
+    fn a_folder_in_place_of_config_yml_says_to_move_it_aside() {
+        let dir = TempDir::new().unwrap();
+        fs::create_dir(dir.path().join("config.yml")).unwrap();
+        let msg = ClientConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("config.yml") && msg.contains("is a folder") && msg.contains("move it aside"), "{msg}");
+        assert!(!msg.contains("readable"), "{msg}");
     }
 
     #[test]

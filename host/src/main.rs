@@ -54,19 +54,19 @@ struct ExecArgs {
     /// The instance: [REMOTE:]INSTANCE.
     instance: String,
     /// Environment variable for the command (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
     /// Working directory for the command.
     #[arg(long, value_name = "DIR")]
     cwd: Option<String>,
     /// Numeric user id to run as.
-    #[arg(long, value_name = "UID")]
+    #[arg(long, value_name = "UID", allow_negative_numbers = true, value_parser = parse_id)]
     user: Option<u32>,
     /// Numeric group id to run as.
-    #[arg(long, value_name = "GID")]
+    #[arg(long, value_name = "GID", allow_negative_numbers = true, value_parser = parse_id)]
     group: Option<u32>,
     /// Give up waiting after this many seconds (the command keeps running).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = parse_timeout)]
     timeout: Option<u64>,
     /// Never forward standard input, even when it is not a terminal.
     #[arg(short = 'n', long)]
@@ -83,13 +83,13 @@ struct PutArgs {
     /// Destination: [REMOTE:]INSTANCE/PATH (a PATH ending in `/` keeps the file's name).
     target: String,
     /// Permission bits in octal (default: the local file's, 0644 for stdin).
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_mode)]
     mode: Option<u32>,
     /// Owner uid (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_id)]
     uid: Option<u32>,
     /// Owner gid (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_id)]
     gid: Option<u32>,
 }
 
@@ -110,10 +110,14 @@ struct InfoArgs {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let informational = !e.use_stderr();
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return if informational { ExitCode::SUCCESS } else { ExitCode::from(FAILURE) };
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("lxd-connector: {}", usage_error(&e, std::env::args().skip(1)));
+            return ExitCode::from(FAILURE);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -165,14 +169,7 @@ async fn connect(runtime: &Runtime, project: Option<&str>, name: &str) -> Result
 }
 
 async fn exec(runtime: &Runtime, project: Option<&str>, args: ExecArgs) -> Result<u8> {
-    let env = args
-        .env
-        .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(anyhow!("--env {kv:?}: write KEY=VALUE")),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let env = args.env;
     let stdin = if args.no_stdin || std::io::stdin().is_terminal() {
         None
     } else {
@@ -184,6 +181,7 @@ async fn exec(runtime: &Runtime, project: Option<&str>, args: ExecArgs) -> Resul
     };
     let options = RunOptions {
         stdin,
+        // parse_timeout keeps this far from overflowing.
         timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
         env,
         cwd: args.cwd,
@@ -223,7 +221,16 @@ async fn put(runtime: &Runtime, project: Option<&str>, args: PutArgs) -> Result<
         let Some(file_name) = args.local.file_name().filter(|_| !from_stdin) else {
             bail!("{}: name the destination file when reading standard input", args.target);
         };
-        path.push_str(&file_name.to_string_lossy());
+        let Some(file_name) = file_name.to_str() else {
+            bail!(
+                "{}: the local file name {:?} is not UTF-8, which LXD's file API cannot carry; \
+                 name the destination file, e.g. {}NAME",
+                args.target,
+                file_name,
+                args.target
+            );
+        };
+        path.push_str(file_name);
     }
     let mut mode = args.mode;
     let source: Box<dyn tokio::io::AsyncRead + Unpin> = if from_stdin {
@@ -271,7 +278,7 @@ async fn get(runtime: &Runtime, project: Option<&str>, args: GetArgs) -> Result<
     let partial = dir.join(format!(".{file_name}.lxd-connector-partial"));
     let file = tokio::fs::File::create(&partial)
         .await
-        .with_context(|| format!("cannot write {}", partial.display()))?;
+        .with_context(|| format!("cannot write {} (through the temporary file {})", dest.display(), partial.display()))?;
     let result = session.get(&path, file).await;
     session.close().await;
     let info = match result {
@@ -300,11 +307,77 @@ async fn info(runtime: &Runtime, project: Option<&str>, args: InfoArgs) -> Resul
     Ok(())
 }
 
+/// A clap usage error as the one line every failure prints: clap's
+/// message without its usage block, and where to read the usage.
+fn usage_error(e: &clap::Error, args: impl Iterator<Item = String>) -> String {
+    use clap::error::ErrorKind;
+    const COMMANDS: [&str; 4] = ["exec", "put", "get", "info"];
+    let command = args.take_while(|a| a != "--").find(|a| COMMANDS.contains(&a.as_str()));
+    let help = match &command {
+        Some(c) => format!("lxd-connector {c} --help"),
+        None => "lxd-connector --help".to_string(),
+    };
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand && command.is_none() {
+        return format!("give a command: {}; see `{help}`", COMMANDS.join(", "));
+    }
+    let text = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        // clap's "use '-- VALUE'" tip would make the value exec's command.
+        if !line.is_empty() && !line.contains("use '-- ") {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    format!("{}; see `{help}`", parts.join(" ").trim_end_matches(['.', ':']))
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o7777 => Ok(m),
-        _ => Err(format!("{s:?} is not an octal file mode such as 0644")),
+        Ok(m) if m <= 0o7777 && !digits.starts_with(['+', '-']) => Ok(m),
+        _ => Err(format!("{s:?} is not an octal file mode; give permission bits from 0000 to 7777, such as 0644")),
+    }
+}
+
+/// A user or group id: 0 to 4294967294 (4294967295 is `(uid_t) -1`,
+/// which Linux reads as "no change").
+fn parse_id(s: &str) -> Result<u32, String> {
+    const RANGE: &str = "ids are whole numbers from 0 to 4294967294";
+    if s.starts_with('-') {
+        return Err(format!("{s} is negative; {RANGE}"));
+    }
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a number; {RANGE} (names are not looked up: give the numeric id)"));
+    }
+    match s.parse::<u32>() {
+        Ok(id) if id < u32::MAX => Ok(id),
+        _ => Err(format!("{s} is too large; {RANGE}")),
+    }
+}
+
+/// Longest `--timeout` LXD honours (see the guest's limit), in seconds.
+const MAX_TIMEOUT_S: u64 = i64::MAX as u64 / 1_000_000_000;
+
+fn parse_timeout(s: &str) -> Result<u64, String> {
+    const LEAVE_OUT: &str = "leave --timeout out to wait as long as the command runs";
+    if s.starts_with('-') || s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not a whole number of seconds; give at least 1, or {LEAVE_OUT}"));
+    }
+    match s.parse::<u64>() {
+        Ok(0) => Err(format!("0 seconds would give up before the command starts; give at least 1, or {LEAVE_OUT}")),
+        Ok(n) if n <= MAX_TIMEOUT_S => Ok(n),
+        _ => Err(format!("{s} seconds is longer than LXD can wait (at most {MAX_TIMEOUT_S}, about 292 years); {LEAVE_OUT}")),
+    }
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some(("", _)) => Err(format!("{s:?} has no name before '='; write NAME=VALUE")),
+        Some((k, v)) => Ok((k.to_string(), v.to_string())),
+        None => Err(format!("{s:?} has no '='; write {s}=VALUE (or {s}= for an empty value)")),
     }
 }
 
@@ -319,6 +392,58 @@ mod tests {
         assert!(split_file_target("c1").is_err());
         assert!(split_file_target("/etc/motd").is_err());
         assert!(split_file_target("r:/etc").is_err());
+    }
+
+    #[test]
+    fn bad_option_values_are_refused_naming_the_value_and_the_range() {
+        for (case, got, part) in [
+            ("negative id", parse_id("-1"), "-1 is negative"),
+            ("huge id", parse_id("99999999999"), "too large"),
+            ("(uid_t)-1", parse_id("4294967295"), "too large"),
+            ("name for an id", parse_id("root"), "numeric id"),
+            ("signed id", parse_id("+5"), "not a number"),
+            ("zero timeout", parse_timeout("0").map(|_| 0), "at least 1"),
+            ("negative timeout", parse_timeout("-1").map(|_| 0), "whole number"),
+            ("fractional timeout", parse_timeout("1.5").map(|_| 0), "whole number"),
+            ("timeout past LXD's limit", parse_timeout("9223372037").map(|_| 0), "at most 9223372036"),
+            ("timeout past u64", parse_timeout("99999999999999999999").map(|_| 0), "longer than LXD can wait"),
+            ("negative mode", parse_mode("-1"), "0000 to 7777"),
+        ] {
+            match got {
+                Err(msg) => assert!(msg.contains(part), "{case}: {msg}"),
+                Ok(v) => panic!("{case}: accepted as {v}"),
+            }
+        }
+        assert_eq!(parse_id("4294967294"), Ok(4294967294));
+        assert_eq!(parse_timeout("9223372036"), Ok(9223372036));
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_env("A="), Ok(("A".into(), String::new())));
+        assert!(parse_env("A").unwrap_err().contains("A=VALUE"));
+        assert!(parse_env("=b").unwrap_err().contains("no name"));
+    }
+
+    #[test]
+    fn usage_errors_become_one_line_naming_the_subcommand_help() {
+        for args in [
+            &["exec", "c1", "--user", "-1", "--", "id"][..],
+            &["exec", "c1"],
+            &["put", "--mode", "999", "a", "c1/tmp/a"],
+            &["exec", "c1", "--bogus", "--", "true"],
+            &["get"],
+            &[],
+            &["frobnicate"],
+        ] {
+            let argv = std::iter::once("lxd-connector").chain(args.iter().copied());
+            let Err(e) = Cli::try_parse_from(argv) else { panic!("{args:?} parsed") };
+            let line = usage_error(&e, args.iter().map(|a| a.to_string()));
+            assert!(!line.contains('\n') && !line.starts_with("error"), "{args:?}: {line:?}");
+            assert!(!line.contains("'-- "), "{args:?}: a tip that would run the value as the command: {line}");
+            let help = match args.first().filter(|a| ["exec", "put", "get"].contains(a)) {
+                Some(c) => format!("`lxd-connector {c} --help`"),
+                None => "`lxd-connector --help`".to_string(),
+            };
+            assert!(line.ends_with(&format!("see {help}")), "{args:?}: {line}");
+        }
     }
 
     #[test]

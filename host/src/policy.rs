@@ -108,10 +108,20 @@ impl Remotes {
         let (host, port) = match remote.endpoint().map_err(|e| ResolveError::Unsupported(e.to_string()))? {
             Endpoint::Https { host, port } => (host, port),
             Endpoint::Unix { .. } => {
+                // lxc's built-in default: say why it is the one in use when
+                // no config file chose another (a wrong $LXD_CONF, most often).
+                let why = match (name, config.missing_config()) {
+                    (None, Some(missing)) => format!(
+                        "{missing}, so the default remote is lxc's built-in '{}'; if lxc works, point \
+                         $LXD_CONF at the folder lxc uses. Remote '{}' ",
+                        remote.name, remote.name
+                    ),
+                    _ => format!("remote '{}' ", remote.name),
+                };
                 return Err(ResolveError::Unsupported(format!(
-                    "remote '{}' is the local unix socket ({}), which this connector does not reach yet; \
+                    "{why}is the local unix socket ({}), which this connector does not reach yet; \
                      add the server over HTTPS with `lxc remote add` and use that remote",
-                    remote.name, remote.addr
+                    remote.addr
                 )));
             }
         };

@@ -23,7 +23,7 @@ use rustls::{
     SupportedCipherSuite,
 };
 
-use crate::config::{ClientConfig, ConfigError, remote_name_problem};
+use crate::config::{ClientConfig, ConfigError, read_fix, remote_name_problem};
 
 /// Label used in errors for PEM handed to [`RemoteTls::from_pem`] rather than read from a file.
 const MEMORY_LABEL: &str = "<memory>";
@@ -60,7 +60,11 @@ pub enum TlsError {
     },
 
     /// A file exists but cannot be read.
-    #[error("cannot read {}: {source}; check its permissions (it must be readable by the current user)", path.display())]
+    #[error(
+        "cannot read {}: {source}; {}",
+        path.display(),
+        read_fix(source, "check its permissions (it must be readable by the current user)")
+    )]
     Unreadable {
         /// The file.
         path: PathBuf,
@@ -128,6 +132,21 @@ pub enum TlsError {
         key_path: PathBuf,
         /// The certificate file (or `<memory>`).
         cert_path: PathBuf,
+    },
+
+    /// The pinned certificate is PEM but not a certificate: the server's
+    /// real one could never match it.
+    #[error(
+        "the pinned server certificate {} for remote {remote:?} is not a valid X.509 certificate ({detail}), so no server can match it; re-add the remote with `lxc remote remove {remote}` and `lxc remote add {remote} ADDRESS`, which pins the server's certificate again",
+        path.display()
+    )]
+    InvalidServerCert {
+        /// The remote.
+        remote: String,
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// The parser's complaint (a certificate holds no secret).
+        detail: String,
     },
 
     /// No certificate is pinned for the remote.
@@ -315,6 +334,16 @@ fn build(
             path: server_path.to_path_buf(),
             detail: "no certificate block found",
         })?;
+
+    // A pin that does not parse would fail every handshake as a mismatch,
+    // blaming the server for a damaged file here.
+    if let Err(err) = rustls::server::ParsedCertificate::try_from(&pinned) {
+        return Err(TlsError::InvalidServerCert {
+            remote: remote.to_owned(),
+            path: server_path.to_path_buf(),
+            detail: err.to_string(),
+        });
+    }
 
     // Checked here, before rustls sees them, to tell an unusable key from a
     // mismatched one; with_client_auth_cert would report both less precisely.
@@ -889,7 +918,34 @@ mod tests {
         let err = RemoteTls::load(&config, "lab").unwrap_err();
         assert!(matches!(err, TlsError::Unreadable { .. }), "{err:?}");
         assert!(err.to_string().contains("client.key"), "{err}");
-        assert!(err.to_string().contains("permissions"), "{err}");
+        // Not "check its permissions": a folder is there, and the fix is to move it.
+        assert!(err.to_string().contains("is a folder") && err.to_string().contains("move it aside"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_pinned_certificate_is_named_at_load_not_blamed_on_the_server() {
+        let client = ec();
+        let server = ec();
+        // Valid PEM armour around bytes that are no certificate, and a real
+        // certificate cut short.
+        let text = String::from_utf8(server.cert.clone()).unwrap();
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let cut = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            body[..body.len() / 2].join("\n")
+        );
+        for (what, pem) in [
+            ("not a certificate", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec()),
+            ("truncated", cut.into_bytes()),
+        ] {
+            let (dir, config) = config_dir(&client, Some(&pem));
+            let err = RemoteTls::load(&config, "lab").unwrap_err();
+            assert!(matches!(err, TlsError::InvalidServerCert { .. }), "{what}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(&dir.path().join("servercerts/lab.crt").display().to_string()), "{what}: {msg}");
+            assert!(msg.contains("lxc remote add lab"), "{what}: {msg}");
+            assert_no_key_material(&err, &client.key_pkcs8);
+        }
     }
 
     #[test]

@@ -73,3 +73,20 @@ pub fn all_bytes() -> Vec<u8> {
     v.extend_from_slice(b"\r\nline\rcr only\n\xff\xfe\x00tail");
     v
 }
+
+/// A copy of the trusted client config (config.yml, client.crt, client.key,
+/// servercerts/) in `dir`, for a test to spoil.
+pub fn conf_copy(dir: &std::path::Path) -> PathBuf {
+    let copy = dir.join("conf");
+    std::fs::create_dir_all(copy.join("servercerts")).unwrap();
+    for f in ["config.yml", "client.crt", "client.key", &format!("servercerts/{REMOTE}.crt")] {
+        std::fs::copy(conf().join(f), copy.join(f)).unwrap_or_else(|e| panic!("copying {f}: {e}"));
+    }
+    copy
+}
+
+/// The lines of the test client key's base64 body: none may ever be printed.
+pub fn key_lines() -> Vec<String> {
+    let key = std::fs::read_to_string(conf().join("client.key")).unwrap();
+    key.lines().filter(|l| !l.starts_with("-----") && l.len() >= 16).map(str::to_string).collect()
+}

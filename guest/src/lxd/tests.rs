@@ -489,7 +489,7 @@ fn connect_reports_a_missing_instance_naming_instance_remote_and_project() {
     fake.reply_json(Method::Get, "/1.0/instances/c1", 404, error_doc(404, "Instance not found"));
     let e = err(connect(fake.clone(), "prod", "web", "c1"));
     let Error::NotFound(msg) = &e else { panic!("expected NotFound, got {e:?}") };
-    for part in ["'c1'", "'prod'", "'web'", "Instance not found"] {
+    for part in ["'c1'", "'prod'", "'web'", "Instance not found", "`lxc list prod: --project web`"] {
         assert!(msg.contains(part), "{part} missing from {msg}");
     }
     assert_eq!(fake.requests()[1], (Method::Get, "/1.0/instances/c1?project=web".to_string()));
@@ -870,6 +870,44 @@ fn run_rejects_a_relative_cwd_before_sending_anything() {
     assert!(fake.sent().is_empty(), "sent: {:?}", fake.requests());
 }
 
+#[test]
+fn run_rejects_every_bad_option_before_sending_anything_naming_it_and_the_fix() {
+    let (inst, fake) = connected("default");
+    let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    let cases: Vec<(&str, RunOptions, &[&str])> = vec![
+        ("env name with '='", RunOptions { env: env("A=B", "x"), ..Default::default() }, &["\"A=B\"", "'=' in its name"]),
+        ("empty env name", RunOptions { env: env("", "x"), ..Default::default() }, &["empty name"]),
+        ("NUL in an env name", RunOptions { env: env("A\0B", "x"), ..Default::default() }, &["NUL byte in its name"]),
+        ("NUL in an env value", RunOptions { env: env("A", "x\0y"), ..Default::default() }, &["\"A\"", "NUL byte in its value"]),
+        ("relative cwd", RunOptions { cwd: Some("srv".into()), ..Default::default() }, &["working directory", "\"srv\"", "\"/srv\""]),
+        ("NUL in the cwd", RunOptions { cwd: Some("/s\0rv".into()), ..Default::default() }, &["working directory", "NUL"]),
+        ("zero timeout", RunOptions { timeout_ms: Some(0), ..Default::default() }, &["0 ms", "at least 1 ms", "none to wait"]),
+        ("timeout past LXD's limit", RunOptions { timeout_ms: Some(u64::MAX), ..Default::default() }, &["18446744073709551615 ms", "at most 9223372036 s"]),
+        ("user (uid_t)-1", RunOptions { user: Some(u32::MAX), ..Default::default() }, &["user id 4294967295", "at most 4294967294"]),
+        ("group (gid_t)-1", RunOptions { group: Some(u32::MAX), ..Default::default() }, &["group id 4294967295"]),
+    ];
+    for (case, opts, parts) in cases {
+        for stdin in [None, Some(b"input".to_vec())] {
+            let opts = RunOptions { stdin: stdin.clone(), ..opts.clone() };
+            let e = inst.run("true", &opts).unwrap_err();
+            let Error::InvalidInput(msg) = &e else { panic!("{case}: expected InvalidInput, got {e:?}") };
+            for part in parts {
+                assert!(msg.contains(part), "{case}: the message lacks {part:?}: {msg}");
+            }
+        }
+    }
+    assert!(fake.sent().is_empty(), "sent: {:?}", fake.requests());
+}
+
+#[test]
+fn run_accepts_the_longest_time_limit_lxd_honours_and_the_highest_real_ids() {
+    let (inst, fake) = connected("default");
+    script_exec(&fake, 0, b"", b"");
+    let opts = RunOptions { timeout_ms: Some(9_223_372_036_000), user: Some(u32::MAX - 1), group: Some(u32::MAX - 1), ..Default::default() };
+    inst.run("true", &opts).expect("runs");
+    assert!(fake.requests().iter().any(|(_, p)| p.contains("timeout=9223372036")), "{:?}", fake.requests());
+}
+
 const STDIN_PREFIX: &str = "/1.0/instances/c1/files?path=/tmp/.lxd-connector-stdin.";
 
 /// The stdin file path an upload request names (no character of it needs
@@ -1065,6 +1103,20 @@ fn put_file_rejects_a_mode_above_0o7777_before_sending() {
     for mode in [0o10000, 0o100644, u32::MAX] {
         let e = err(inst.put_file("/etc/motd", PutOptions { mode: Some(mode), ..PutOptions::default() }));
         assert!(matches!(e, Error::InvalidInput(_)), "{mode:o}: {e:?}");
+    }
+    assert!(fake.sent().is_empty(), "sent: {:?}", fake.requests());
+}
+
+#[test]
+fn put_file_rejects_owner_ids_that_linux_reads_as_no_change_before_sending() {
+    let (inst, fake) = connected("default");
+    for (opts, what) in [
+        (PutOptions { uid: Some(u32::MAX), ..PutOptions::default() }, "user id 4294967295"),
+        (PutOptions { gid: Some(u32::MAX), ..PutOptions::default() }, "group id 4294967295"),
+    ] {
+        let e = err(inst.put_file("/etc/motd", opts));
+        let Error::InvalidInput(msg) = &e else { panic!("{what}: expected InvalidInput, got {e:?}") };
+        assert!(msg.contains(what) && msg.contains("no change"), "{what}: {msg}");
     }
     assert!(fake.sent().is_empty(), "sent: {:?}", fake.requests());
 }
