@@ -58,6 +58,10 @@ const RECONNECT_DELAYS: [Duration; 6] = [
     Duration::from_millis(1600),
     Duration::from_millis(3200),
 ];
+/// Times a request that is safe to send twice is sent again after the
+/// server answered it "try later" (502, 503 or 504) before that answer is
+/// passed on.
+const BUSY_RETRIES: u32 = 3;
 /// Limits a guest may ask for beyond this mean "no limit".
 const NO_LIMIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Largest response head accepted.
@@ -139,6 +143,8 @@ struct Job {
     request: http::Request<WasiBody>,
     reply: Reply,
     limits: Limits,
+    /// Times it was sent before.
+    tries: u32,
 }
 
 /// What is needed to send a bodiless idempotent request again.
@@ -162,13 +168,13 @@ impl Replay {
         })
     }
 
-    fn job(self, reply: Reply, limits: Limits) -> Job {
+    fn job(self, reply: Reply, limits: Limits, tries: u32) -> Job {
         let body = http_body_util::Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync();
         let mut request = http::Request::new(body);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.headers_mut() = self.headers;
-        Job { request, reply, limits }
+        Job { request, reply, limits, tries }
     }
 }
 
@@ -184,6 +190,25 @@ pub struct Conn {
 struct ConnState {
     dead: AtomicBool,
     in_flight: AtomicUsize,
+    /// Written requests not safe to send twice whose answers are not in:
+    /// while there are any, the connection is never given up on purpose.
+    fragile: AtomicUsize,
+}
+
+/// Counts a written request in [`ConnState::fragile`] until it is dropped.
+struct Fragile(Arc<ConnState>);
+
+impl Fragile {
+    fn new(state: &Arc<ConnState>) -> Fragile {
+        state.fragile.fetch_add(1, Ordering::AcqRel);
+        Fragile(state.clone())
+    }
+}
+
+impl Drop for Fragile {
+    fn drop(&mut self) {
+        self.0.fragile.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// How one TCP connection ended.
@@ -309,7 +334,7 @@ impl Pool {
             };
             connected_before = true;
             self.stats.connections.fetch_add(1, Ordering::Relaxed);
-            match self.serve(stream, &mut backlog, &mut jobs).await {
+            match self.serve(stream, &mut backlog, &mut jobs, &state).await {
                 Ended::Closed => return,
                 Ended::Broken { answered } => {
                     fruitless = if answered > 0 { 0 } else { fruitless + 1 };
@@ -334,11 +359,12 @@ impl Pool {
         stream: TlsStream<TcpStream>,
         backlog: &mut VecDeque<Job>,
         jobs: &mut mpsc::UnboundedReceiver<Job>,
+        state: &Arc<ConnState>,
     ) -> Ended {
         let (read, mut write) = tokio::io::split(stream);
         let (slots, slot_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        let mut reader = tokio::spawn(read_responses(read, slot_rx, stop_rx));
+        let mut reader = tokio::spawn(read_responses(read, slot_rx, stop_rx, state.clone()));
         let host_header =
             if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) };
         let mut unsent = None;
@@ -364,10 +390,16 @@ impl Pool {
             let head_only = parts.method == http::Method::HEAD;
             let (sent, sent_rx) = oneshot::channel();
             // The reader learns of the answer before the request goes out.
-            let slot = Slot { reply: job.reply, head_only, replay, limits: job.limits, sent: sent_rx };
+            let fragile = replay.is_none().then(|| Fragile::new(state));
+            let slot = Slot { reply: job.reply, head_only, replay, limits: job.limits, tries: job.tries, sent: sent_rx, _fragile: fragile };
             if let Err(mpsc::error::SendError(slot)) = slots.send(slot) {
                 // The connection ended before this request was written.
-                unsent = Some(Job { request: http::Request::from_parts(parts, body), reply: slot.reply, limits: slot.limits });
+                unsent = Some(Job {
+                    request: http::Request::from_parts(parts, body),
+                    reply: slot.reply,
+                    limits: slot.limits,
+                    tries: slot.tries,
+                });
                 break (&mut reader).await;
             }
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -396,7 +428,7 @@ impl Pool {
         let mut failed = end.timed_out;
         for slot in end.unanswered {
             match slot.replay {
-                Some(replay) if !failed => again.push_back(replay.job(slot.reply, slot.limits)),
+                Some(replay) if !failed => again.push_back(replay.job(slot.reply, slot.limits, slot.tries + 1)),
                 _ => {
                     failed = true;
                     let error =
@@ -471,7 +503,7 @@ impl Conn {
                 }
                 let reply = Reply { tx, _in_flight: InFlight(self.state.clone()) };
                 let limits = Limits::new(options, self.request_timeout);
-                match self.jobs.send(Job { request, reply, limits }) {
+                match self.jobs.send(Job { request, reply, limits, tries: 0 }) {
                     Ok(()) => Ok(()),
                     Err(mpsc::error::SendError(job)) => {
                         job.reply.send(Err(HttpError::ConnectionTerminated));
@@ -587,6 +619,8 @@ struct Slot {
     head_only: bool,
     replay: Option<Replay>,
     limits: Limits,
+    tries: u32,
+    _fragile: Option<Fragile>,
     /// Fires once the request is written whole.
     sent: oneshot::Receiver<()>,
 }
@@ -608,6 +642,7 @@ async fn read_responses(
     read: ReadHalf<TlsStream<TcpStream>>,
     mut slots: mpsc::UnboundedReceiver<Slot>,
     mut stop: watch::Receiver<bool>,
+    state: Arc<ConnState>,
 ) -> ReaderEnd {
     let mut conn = ReadConn { read, buf: BytesMut::with_capacity(16 * 1024) };
     let mut answered = 0;
@@ -626,8 +661,9 @@ async fn read_responses(
             // the connection.
             _ = conn.read.read_buf(&mut conn.buf) => return end(slots, Vec::new(), answered, false),
         };
-        match read_one(&mut conn, slot, &mut stop).await {
+        match read_one(&mut conn, slot, &mut stop, &state).await {
             Outcome::Next => answered += 1,
+            Outcome::Busy(slot) => return end(slots, vec![slot], answered, false),
             Outcome::Ended => return end(slots, Vec::new(), answered + 1, false),
             Outcome::NoAnswer(slot) => return end(slots, vec![slot], answered, false),
             Outcome::TimedOut => return end(slots, Vec::new(), answered, true),
@@ -663,6 +699,10 @@ enum Outcome {
     NoAnswer(Slot),
     /// The answer did not begin in time; the request was failed.
     TimedOut,
+    /// The server said "try later" to a request that is safe to send again,
+    /// with nothing fragile behind it: the connection is given up so that
+    /// it and everything behind it are sent again, in order.
+    Busy(Slot),
 }
 
 enum Framing {
@@ -673,7 +713,7 @@ enum Framing {
 }
 
 /// Reads one answer.
-async fn read_one(conn: &mut ReadConn, mut slot: Slot, stop: &mut watch::Receiver<bool>) -> Outcome {
+async fn read_one(conn: &mut ReadConn, mut slot: Slot, stop: &mut watch::Receiver<bool>, state: &ConnState) -> Outcome {
     // The clock for the first byte starts once the request is out whole:
     // a long upload is not a slow answer.
     let mut deadline: Option<Instant> = None;
@@ -718,6 +758,14 @@ async fn read_one(conn: &mut ReadConn, mut slot: Slot, stop: &mut watch::Receive
         }
     };
     let framing = if slot.head_only { Framing::Empty } else { framing };
+    let busy = matches!(response.status().as_u16(), 502..=504);
+    if busy && slot.replay.is_some() && slot.tries < BUSY_RETRIES && state.fragile.load(Ordering::Acquire) == 0 {
+        // Everything written behind it is safe to send again too; their
+        // answers (read before the server had this one right) are dropped
+        // with the connection.
+        tracing::debug!(status = %response.status(), "the server is busy: sending again");
+        return Outcome::Busy(slot);
+    }
     let (tx, rx) = mpsc::channel(BODY_CHANNEL);
     let body = ChannelBody { rx, done: matches!(framing, Framing::Empty) }.boxed_unsync();
     // The requester may be gone (a dropped future): the answer is still
@@ -921,5 +969,156 @@ async fn connect_tcp(host: &str, port: u16) -> std::io::Result<TcpStream> {
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
         Err(_) => TcpStream::connect((host, port)).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The transport against a scripted HTTPS server on loopback: what it
+    //! sends again and what it passes on.
+
+    use std::sync::Mutex as StdMutex;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A self-signed P-256 certificate and its PKCS#8 key, made by openssl.
+    fn identity() -> (Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-keyout", "k.pem", "-out", "c.pem", "-days", "2", "-subj", "/CN=fake-lxd"])
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl runs")
+            .status;
+        assert!(status.success());
+        (std::fs::read(dir.path().join("c.pem")).unwrap(), std::fs::read(dir.path().join("k.pem")).unwrap())
+    }
+
+    /// An HTTPS server answering each request head with the next scripted
+    /// status (the last one forever); records the request lines.
+    struct Fake {
+        port: u16,
+        seen: Arc<StdMutex<Vec<String>>>,
+        cert: Vec<u8>,
+    }
+
+    async fn fake(statuses: Vec<u16>) -> Fake {
+        let (cert, key) = identity();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert).map(|c| c.unwrap()).collect();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, PrivateKeyDer::from_pem_slice(&key).unwrap())
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let script = Arc::new(StdMutex::new(VecDeque::from(statuses)));
+        let (seen2, script2) = (seen.clone(), script.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else { continue };
+                let (seen, script) = (seen2.clone(), script2.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            buf.drain(..end + 4);
+                            seen.lock().unwrap().push(head.lines().next().unwrap_or_default().to_string());
+                            let status = {
+                                let mut s = script.lock().unwrap();
+                                if s.len() > 1 { s.pop_front().unwrap() } else { s.front().copied().unwrap_or(200) }
+                            };
+                            let body = format!("{{\"status\":{status}}}");
+                            let answer =
+                                format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                            if tls.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        Fake { port, seen, cert }
+    }
+
+    fn pool(f: &Fake) -> Arc<Pool> {
+        let (cert, key) = identity();
+        let tls = RemoteTls::from_pem(&cert, &key, &f.cert, "fake").unwrap();
+        Arc::new(Pool::new("fake", "127.0.0.1", f.port, &tls))
+    }
+
+    fn request(method: http::Method, path: &str) -> http::Request<WasiBody> {
+        let body = http_body_util::Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync();
+        let mut r = http::Request::new(body);
+        *r.method_mut() = method;
+        *r.uri_mut() = format!("https://remote-0.lxd-connector.invalid{path}").parse().unwrap();
+        r
+    }
+
+    async fn status(conn: &Conn, method: http::Method, path: &str) -> u16 {
+        let response = conn.send(request(method, path), None).await.expect("an answer");
+        let status = response.status().as_u16();
+        let _ = response.into_body().collect().await;
+        status
+    }
+
+    #[tokio::test]
+    async fn a_get_answered_try_later_is_sent_again_until_it_goes_through() {
+        let f = fake(vec![503, 502, 200]).await;
+        let conn = pool(&f).checkout();
+        assert_eq!(status(&conn, http::Method::GET, "/1.0").await, 200);
+        assert_eq!(f.seen.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stays_busy_gets_its_answer_passed_on_after_a_bounded_number_of_tries() {
+        let f = fake(vec![503]).await;
+        let conn = pool(&f).checkout();
+        assert_eq!(status(&conn, http::Method::DELETE, "/1.0/x").await, 503);
+        assert_eq!(f.seen.lock().unwrap().len(), 1 + BUSY_RETRIES as usize);
+    }
+
+    #[tokio::test]
+    async fn a_post_answered_try_later_is_never_sent_again() {
+        let f = fake(vec![503, 200]).await;
+        let conn = pool(&f).checkout();
+        assert_eq!(status(&conn, http::Method::POST, "/1.0/instances/c1/exec").await, 503);
+        assert_eq!(*f.seen.lock().unwrap(), ["POST /1.0/instances/c1/exec HTTP/1.1"]);
+    }
+
+    #[tokio::test]
+    async fn pipelined_gets_behind_a_busy_answer_are_sent_again_in_their_order() {
+        let f = fake(vec![503, 200]).await;
+        let conn = pool(&f).checkout();
+        let (a, b, c) = (
+            conn.send(request(http::Method::GET, "/a"), None),
+            conn.send(request(http::Method::GET, "/b"), None),
+            conn.send(request(http::Method::GET, "/c"), None),
+        );
+        let (a, b, c) = tokio::join!(a, b, c);
+        for r in [a, b, c] {
+            assert_eq!(r.unwrap().status().as_u16(), 200);
+        }
+        let seen = f.seen.lock().unwrap().clone();
+        // /a, then whatever of /b and /c the server read before the
+        // connection was given up, then all three again, in order.
+        assert_eq!(&seen[seen.len() - 3..], ["GET /a HTTP/1.1", "GET /b HTTP/1.1", "GET /c HTTP/1.1"]);
     }
 }
