@@ -83,6 +83,20 @@ fn put_and_get_round_trip_files_and_standard_streams() {
 }
 
 #[test]
+fn put_into_a_missing_folder_says_to_use_parents_and_parents_makes_it() {
+    let top = format!("/tmp/{}", unique("cli-parents"));
+    let target = format!("c1{top}/x/y/file");
+    let o = cli(&["put", "-", &target], Some(b"data"));
+    assert_one_clear_line(&o, "put into a missing folder", &["parent folder does not exist", "--parents"]);
+    let o = cli(&["put", "--parents", "-", &target], Some(b"data"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli(&["get", &target, "-"], None);
+    assert_eq!(o.stdout, b"data", "{}", stderr(&o));
+    let o = cli(&["exec", "c1", "--", "rm", "-r", &top], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn a_failed_get_leaves_no_partial_file_and_keeps_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("keep.txt");

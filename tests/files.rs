@@ -13,7 +13,7 @@ async fn binary_put_and_get_round_trip_with_mode_and_owner() {
     let mut data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     data.extend(all_bytes());
     let path = format!("/tmp/{}.bin", unique("roundtrip"));
-    let opts = PutOptions { mode: Some(0o751), uid: Some(1000), gid: Some(1000) };
+    let opts = PutOptions { mode: Some(0o751), uid: Some(1000), gid: Some(1000), create_parents: false };
     let written = s.put(&path, opts, &data[..]).await.unwrap();
     assert_eq!(written, data.len() as u64);
 
@@ -81,6 +81,41 @@ async fn missing_files_and_parents_are_not_found_errors() {
     assert!(err.to_string().contains("parent folder does not exist"), "{err}");
     // The session survives both.
     assert_eq!(s.run("echo ok", &RunOptions::default()).await.unwrap().stdout, b"ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_with_create_parents_makes_missing_folders_and_leaves_existing_ones_alone() {
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let top = format!("/tmp/{}", unique("parents"));
+    // An existing folder with an unusual mode and owner stays as it is.
+    s.run(&format!("mkdir {top} && chmod 1777 {top} && chown 5:6 {top}"), &RunOptions::default()).await.unwrap();
+    let path = format!("{top}/a b/ünï/deep/file");
+    let opts = PutOptions { mode: Some(0o600), create_parents: true, ..PutOptions::default() };
+    s.describe().await.unwrap(); // takes the answers of the mkdir's log deletes
+    let rt_before = rt.round_trips(REMOTE);
+    s.put(&path, opts, &b"made"[..]).await.unwrap();
+    assert_eq!(rt.round_trips(REMOTE) - rt_before, 1, "the folders ride in front of the upload");
+    let mut back = Vec::new();
+    s.get(&path, &mut back).await.unwrap();
+    assert_eq!(back, b"made");
+    let out = s
+        .run(&format!("cd '{top}' && stat -c '%a %u:%g %n' . 'a b' 'a b/ünï' 'a b/ünï/deep' 'a b/ünï/deep/file'"), &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1777 5:6 .\n755 0:0 a b\n755 0:0 a b/ünï\n755 0:0 a b/ünï/deep\n600 0:0 a b/ünï/deep/file\n"
+    );
+    // A file in the way of a folder: a clear error, nothing overwritten.
+    s.put(&format!("{top}/plain"), PutOptions::default(), &b"keep"[..]).await.unwrap();
+    let err = s.put(&format!("{top}/plain/sub/file"), opts, &b"x"[..]).await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::InvalidInput), "{err}");
+    assert!(err.to_string().contains("part of the path is a file, not a folder"), "{err}");
+    let mut kept = Vec::new();
+    s.get(&format!("{top}/plain"), &mut kept).await.unwrap();
+    assert_eq!(kept, b"keep");
+    s.run(&format!("rm -r '{top}'"), &RunOptions::default()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -88,7 +88,7 @@ impl wit::GuestSession for Session {
     }
 
     fn put_file(&self, path: String, options: wit::PutOptions) -> Result<wit::FileWriter, wit::Error> {
-        let opts = PutOptions { mode: options.mode, uid: options.uid, gid: options.gid };
+        let opts = PutOptions { mode: options.mode, uid: options.uid, gid: options.gid, create_parents: options.create_parents };
         let writer = self.inst.put_file(&path, opts)?;
         Ok(wit::FileWriter::new(Writer(RefCell::new(writer))))
     }

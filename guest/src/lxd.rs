@@ -46,6 +46,8 @@ pub struct PutOptions {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// Create missing parent folders first, as `mkdir -p` does.
+    pub create_parents: bool,
 }
 
 /// Mode, owner and size of a file being read (mirrors the WIT `file-info`).
@@ -82,12 +84,12 @@ pub struct Instance<H: Http> {
     /// round trip; a reset after the server answered that batch loses the
     /// output (the error says the command ran).
     one_shot: bool,
-    /// Log deletes sent and not answered yet. A command's logs are deleted
-    /// once they were read whole, so a connection reset while reading them
-    /// is made good by reading again; the deletes go out at once but
-    /// nobody waits for them: their answers are taken in front of the
-    /// next call's (they come first) or when the session closes.
-    deleting: RefCell<Vec<H::Pending>>,
+    /// Requests sent whose answers nobody waits for: log deletes (a
+    /// command's logs are deleted once they were read whole, so a reset
+    /// while reading them is made good by reading again) and the folders
+    /// made for a put. Their answers are taken in front of the next call's
+    /// (they come first) or when the session closes.
+    unawaited: RefCell<Vec<H::Pending>>,
 }
 
 /// What the checks found out about the server and the instance.
@@ -168,7 +170,7 @@ impl<H: Http> Instance<H> {
             facts: RefCell::default(),
             unchecked: RefCell::new(None),
             one_shot: false,
-            deleting: RefCell::default(),
+            unawaited: RefCell::default(),
         }
     }
 
@@ -176,7 +178,7 @@ impl<H: Http> Instance<H> {
     fn delete_later(&self, urls: impl IntoIterator<Item = String>) {
         for url in urls {
             if let Ok(pending) = self.http.start(Request::new(Method::Delete, url)) {
-                self.deleting.borrow_mut().push(pending);
+                self.unawaited.borrow_mut().push(pending);
             }
         }
     }
@@ -184,7 +186,7 @@ impl<H: Http> Instance<H> {
     /// Takes the answers of the deletes sent so far (they come before the
     /// answers of anything sent after them: no extra wait).
     fn finish_deletes(&self) {
-        let pending: Vec<H::Pending> = self.deleting.borrow_mut().drain(..).collect();
+        let pending: Vec<H::Pending> = self.unawaited.borrow_mut().drain(..).collect();
         for p in pending {
             self.drain(p);
         }
@@ -373,7 +375,7 @@ impl<H: Http> Instance<H> {
         let stdin = match &opts.stdin {
             Some(data) => {
                 let path = format!("/tmp/.lxd-connector-stdin.{:016x}", random_u64());
-                let mut req = self.file_request(&path, PutOptions { mode: Some(0o600), uid: opts.user, gid: opts.group })?;
+                let mut req = self.file_request(&path, PutOptions { mode: Some(0o600), uid: opts.user, gid: opts.group, create_parents: false })?;
                 req.body = Some(data.clone());
                 let pending = self.http.start(req).map_err(|e| Error::from_http(e, &what))?;
                 Some((path, pending))
@@ -654,8 +656,25 @@ impl<H: Http> Instance<H> {
         let req = self.file_request(path, opts)?;
         self.ensure_checked()?;
         let what = format!("writing {path} in {}", self.who());
+        if opts.create_parents {
+            // One request per folder, from the top, pipelined in front of
+            // the upload: LXD creates a missing folder and leaves an
+            // existing one (mode and owner included) alone. A folder that
+            // cannot be made shows in the upload's own answer.
+            for (i, _) in path.match_indices('/').skip(1) {
+                let folder = &path[..i];
+                let mkdir = Request::new(Method::Post, self.file_url(folder))
+                    .header("X-LXD-type", "directory")
+                    .header("X-LXD-mode", "0755")
+                    .header("X-LXD-uid", "0")
+                    .header("X-LXD-gid", "0");
+                if let Ok(pending) = self.http.start(mkdir) {
+                    self.unawaited.borrow_mut().push(pending);
+                }
+            }
+        }
         let upload = self.http.upload(req).map_err(|e| Error::from_http(e, &what))?;
-        Ok(FileWriter { upload: Some(upload), what })
+        Ok(FileWriter { upload: Some(upload), what, create_parents: opts.create_parents })
     }
 
     /// Starts reading the regular file at `path`.
@@ -784,6 +803,7 @@ const STDIN_WRAPPER: &str = "exec 0<\"$1\" || exit 125\nrm -f -- \"$1\"\neval \"
 pub struct FileWriter<U: Upload> {
     upload: Option<U>,
     what: String,
+    create_parents: bool,
 }
 
 impl<U: Upload> FileWriter<U> {
@@ -800,8 +820,18 @@ impl<U: Upload> FileWriter<U> {
         let data = body.read_to_end(JSON_LIMIT).map_err(|e| Error::from_http(e, &self.what))?;
         match head.status {
             200 => Ok(()),
+            // LXD's sftp says so when a file sits where a folder must be.
+            500 if String::from_utf8_lossy(&data).contains("not a directory") => Err(Error::InvalidInput(format!(
+                "{}: part of the path is a file, not a folder; remove or rename it first",
+                self.what
+            ))),
+            404 if self.create_parents => Err(Error::NotFound(format!(
+                "{}: its parent folder could not be created (is a file in the way?)",
+                self.what
+            ))),
             404 => Err(Error::NotFound(format!(
-                "{}: its parent folder does not exist; create it first (e.g. run `mkdir -p`)",
+                "{}: its parent folder does not exist; create it first (e.g. run `mkdir -p`, \
+                 or put with create-parents: `lxd-connector put --parents`)",
                 self.what
             ))),
             status => Err(api_error(status, &data, &self.what)),

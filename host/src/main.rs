@@ -91,6 +91,10 @@ struct PutArgs {
     /// Owner gid (default 0).
     #[arg(long, allow_negative_numbers = true, value_parser = parse_id)]
     gid: Option<u32>,
+    /// Create missing parent folders first, as `mkdir -p` does (mode 0755,
+    /// owned by root).
+    #[arg(short = 'p', long)]
+    parents: bool,
 }
 
 #[derive(Args)]
@@ -250,7 +254,7 @@ async fn put(runtime: &Runtime, project: Option<&str>, args: PutArgs) -> Result<
         Box::new(file)
     };
     let mut session = connect(runtime, project, name).await?;
-    let options = PutOptions { mode, uid: args.uid, gid: args.gid };
+    let options = PutOptions { mode, uid: args.uid, gid: args.gid, create_parents: args.parents };
     session.put(&path, options, source).await?;
     session.close().await;
     Ok(())

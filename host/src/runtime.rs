@@ -159,7 +159,8 @@ pub struct RunOutput {
 }
 
 /// Mode and ownership for a file written with [`Session::put`]; `None`
-/// means 0o644, uid 0, gid 0.
+/// means 0o644, uid 0, gid 0. A missing parent folder is an error unless
+/// `create_parents` is set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PutOptions {
     /// Permission bits.
@@ -168,6 +169,9 @@ pub struct PutOptions {
     pub uid: Option<u32>,
     /// Owner gid.
     pub gid: Option<u32>,
+    /// Create missing parent folders first, as `mkdir -p` does (mode
+    /// 0o755, owned by root; existing ones stay as they are).
+    pub create_parents: bool,
 }
 
 /// Mode, owner and size of a file read with [`Session::get`].
@@ -409,7 +413,12 @@ impl Session {
         let h = self.handle()?;
         let bindings = self.bindings.clone();
         let api = bindings.orchestrator_connector_connector();
-        let opts = wit::PutOptions { mode: options.mode, uid: options.uid, gid: options.gid };
+        let opts = wit::PutOptions {
+            mode: options.mode,
+            uid: options.uid,
+            gid: options.gid,
+            create_parents: options.create_parents,
+        };
         let r = api.session().call_put_file(&mut self.store, h, path, opts).await;
         let writer = self.check(r)?.map_err(connector_error)?;
         let mut total = 0u64;

@@ -181,9 +181,20 @@ impl Session {
     }
 
     /// Streams `reader.read(n)` (bytes or str) into the file at `path`.
-    #[pyo3(signature = (path, reader, mode=None, uid=None, gid=None))]
-    fn put(&self, py: Python<'_>, path: String, reader: Py<PyAny>, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> PyResult<u64> {
-        let options = PutOptions { mode, uid, gid };
+    /// With `create_parents`, missing parent folders are made first.
+    #[pyo3(signature = (path, reader, mode=None, uid=None, gid=None, create_parents=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        path: String,
+        reader: Py<PyAny>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        create_parents: bool,
+    ) -> PyResult<u64> {
+        let options = PutOptions { mode, uid, gid, create_parents };
         let src = PyReader { obj: reader };
         self.with(py, async move |s| s.put(&path, options, src).await)
     }

@@ -1039,7 +1039,7 @@ fn put_file_sends_a_given_mode_as_four_octal_digits_and_the_owner() {
     for (mode, text) in [(0o751, "0751"), (0o7, "0007"), (0o4755, "4755"), (0o7777, "7777")] {
         let (inst, fake) = connected("default");
         fake.reply_json(Method::Post, "/1.0/instances/c1/files", 200, sync(json!({})));
-        let opts = PutOptions { mode: Some(mode), uid: Some(1000), gid: Some(1001) };
+        let opts = PutOptions { mode: Some(mode), uid: Some(1000), gid: Some(1001), create_parents: false };
         let mut w = inst.put_file("/usr/local/bin/tool", opts).expect("starts");
         w.write(b"#!/bin/sh\n").expect("writes");
         w.finish().expect("finishes");
@@ -1049,6 +1049,30 @@ fn put_file_sends_a_given_mode_as_four_octal_digits_and_the_owner() {
         assert_eq!(s.header("x-lxd-gid"), "1001");
         fake.assert_script_used();
     }
+}
+
+#[test]
+fn put_file_with_create_parents_pipelines_one_folder_request_per_level_in_front_of_the_upload() {
+    let (inst, fake) = connected("default");
+    // The fake answers in the order answers are taken: the upload's when
+    // it finishes, the folders' (sent first, answered first on the wire)
+    // after, like any answer nobody waits for.
+    fake.reply_json(Method::Post, "/1.0/instances/c1/files?path=/srv/a%20b/c/f", 200, sync(json!({})));
+    for folder in ["/srv", "/srv/a b", "/srv/a b/c"] {
+        fake.reply_json(Method::Post, &format!("/1.0/instances/c1/files?path={}&", encode(folder)), 200, sync(json!({})));
+    }
+    let opts = PutOptions { create_parents: true, ..PutOptions::default() };
+    let mut w = inst.put_file("/srv/a b/c/f", opts).expect("starts");
+    w.write(b"x").expect("writes");
+    w.finish().expect("finishes");
+    drop(inst);
+    let sent = fake.sent();
+    let folders: Vec<&Sent> = sent.iter().filter(|s| s.header("x-lxd-type") == "directory").collect();
+    assert_eq!(folders.len(), 3);
+    for f in folders {
+        assert_eq!((f.header("x-lxd-mode"), f.header("x-lxd-uid"), f.header("x-lxd-gid")), ("0755", "0", "0"));
+    }
+    fake.assert_script_used();
 }
 
 #[test]
