@@ -477,8 +477,9 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 ///
 /// `lxc` splits `REMOTE:INSTANCE` at the first ':', and the name becomes a file name
 /// under `servercerts/`, so ':' and '/' would make the remote unreachable or point
-/// outside that directory.
-pub(crate) fn remote_name_problem(name: &str) -> Option<&'static str> {
+/// outside that directory. (Public for the host crate's TLS setup, which
+/// checks names again.)
+pub fn remote_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("is empty")
     } else if name.contains(':') {
