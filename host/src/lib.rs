@@ -18,7 +18,9 @@
 //! ```
 
 pub mod cache;
-pub mod config;
+/// The lxc client config (the `lxd-connector-config` crate, kept apart so
+/// the fuzz targets can use it without wasmtime).
+pub use lxd_connector_config as config;
 pub mod error;
 pub mod hooks;
 pub mod policy;

@@ -17,6 +17,12 @@ use serde::Deserialize;
 /// File name of the client configuration inside the config directory.
 const CONFIG_FILE: &str = "config.yml";
 
+/// Most YAML flow collections (`[…]`, `{…}`) a `config.yml` may hold. The YAML
+/// parser takes time quadratic in their nesting (a 200 KB file of nested `[`
+/// took 30 s), and `lxc` writes block style (at most `aliases: {}`), so a file
+/// with more is refused before it is parsed.
+const MAX_FLOW_COLLECTIONS: usize = 1000;
+
 /// Port LXD listens on when the address does not name one (`lxc` assumes the same).
 pub const DEFAULT_HTTPS_PORT: u16 = 8443;
 
@@ -490,12 +496,29 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
+/// How many `[` and `{` in `yaml` could open a flow collection: all but those
+/// right after a letter, digit, `/`, `.` or `@`, which only ever sit inside a
+/// scalar (such as `https://[::1]`) or end the parse with an error. An upper
+/// bound of the collections the parser will see, however they are quoted.
+fn flow_collections(yaml: &[u8]) -> usize {
+    let mut prev = b'\n';
+    let mut count = 0;
+    for &b in yaml {
+        if matches!(b, b'[' | b'{') && !(prev.is_ascii_alphanumeric() || matches!(prev, b'/' | b'.' | b'@')) {
+            count += 1;
+        }
+        prev = b;
+    }
+    count
+}
+
 /// Why `name` cannot be a remote name, if it cannot.
 ///
 /// `lxc` splits `REMOTE:INSTANCE` at the first ':', and the name becomes a file name
 /// under `servercerts/`, so ':' and '/' would make the remote unreachable or point
-/// outside that directory.
-pub(crate) fn remote_name_problem(name: &str) -> Option<&'static str> {
+/// outside that directory. (Public for the host crate's TLS setup, which
+/// checks names again.)
+pub fn remote_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("is empty")
     } else if name.contains(':') {
@@ -600,6 +623,14 @@ impl ClientConfig {
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
 
+        if flow_collections(&bytes) > MAX_FLOW_COLLECTIONS {
+            return Err(ConfigError::Malformed {
+                path,
+                message: format!(
+                    "it holds more than {MAX_FLOW_COLLECTIONS} YAML flow collections ('[…]' or '{{…}}'), which lxc never writes (it writes block style)"
+                ),
+            });
+        }
         // Option: an empty (or comments-only) file is a null document, which lxc accepts.
         let raw: Option<RawConfig> =
             serde_yaml_ng::from_slice(&bytes).map_err(|err| ConfigError::Malformed {
@@ -1121,6 +1152,31 @@ mod tests {
         }
         assert_eq!(redact_strings(r#"x string "a\"b" y string "c""#), "x a string (not shown) y a string (not shown)");
         assert_eq!(redact_strings(r#"cut string "abc"#), "cut a string (not shown)");
+    }
+
+    #[test]
+    fn deeply_nested_flow_collections_are_refused_before_parsing() {
+        // Found with the config fuzz target: the YAML parser is quadratic in
+        // flow nesting (this file took 30 s to be reported malformed).
+        for (open, close) in [("[", "]"), ("{a: ", "}")] {
+            let yaml = format!("remotes: {}{}\n", open.repeat(100_000), close.repeat(100_000));
+            let dir = write_config(&yaml);
+            let started = std::time::Instant::now();
+            let err = ClientConfig::load(dir.path()).unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+            assert!(matches!(err, ConfigError::Malformed { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains("more than 1000 YAML flow collections") && msg.contains("config.yml"), "{msg}");
+        }
+        // At the limit, and brackets that cannot open a collection, are fine.
+        let yaml = format!("aliases: [{}]\nremotes: {{}}\n", "{}, ".repeat(998));
+        assert!(ClientConfig::load(write_config(&yaml).path()).is_ok());
+        let mut yaml = String::from("remotes:\n");
+        for i in 0..1500 {
+            yaml.push_str(&format!("  v{i}:\n    addr: https://[fd00::{i:x}]:8443\n"));
+        }
+        let config = ClientConfig::load(write_config(&yaml).path()).unwrap();
+        assert_eq!(config.remote(Some("v1499")).unwrap().endpoint().unwrap(), https("fd00::5db", 8443));
     }
 
     #[test]
