@@ -191,7 +191,7 @@ pub enum ConfigError {
 
 /// The fix for a file that exists but cannot be read: a folder in its place
 /// is the one case where "check its permissions" would mislead.
-pub(crate) fn read_fix(source: &io::Error, otherwise: &'static str) -> &'static str {
+pub fn read_fix(source: &io::Error, otherwise: &'static str) -> &'static str {
     if source.kind() == io::ErrorKind::IsADirectory {
         "it is a folder, where lxc keeps a file: move it aside and put the file lxc wrote in its place"
     } else {
