@@ -91,7 +91,7 @@ fn one_call(inst: &Instance<FuzzHttp>, call: u8) -> Result<(), Error> {
             inst.run("echo hi; exit 3", &opts)?;
         }
         b'p' | b'q' => {
-            let mut writer = inst.put_file("/tmp/a file", PutOptions { mode: Some(0o600), uid: None, gid: Some(7) })?;
+            let mut writer = inst.put_file("/tmp/a file", PutOptions { mode: Some(0o600), uid: None, gid: Some(7), create_parents: call == b'q' })?;
             writer.write(b"abc")?;
             writer.write(b"def")?;
             writer.finish()?;

@@ -1,8 +1,9 @@
 //! A transport whose answers are fuzzer-chosen bytes, for the guest's LXD
 //! protocol logic (`guest/src/lxd.rs`).
 //!
-//! The answers are HTTP-like text, separated by [`SEPARATOR`] lines, taken
-//! one per answered request (`Http::wait`, `Upload::finish`) in order:
+//! The answers are HTTP-like text, separated by [`SEPARATOR`] lines, the
+//! n-th for the n-th request started (`Http::start`, `Http::upload`), as
+//! on a pipelined connection:
 //!
 //! ```text
 //! 200                        status; or `!KIND message` for a transport error
@@ -18,7 +19,10 @@
 //!
 //! The transport checks what a real one would hold the guest to: answers
 //! are taken in the order the requests were started (untaken ones may be
-//! left behind: the transport drains them), no read asks for 0 bytes, every
+//! left behind: the transport drains them), except that the answer of a
+//! request nobody needs to wait for (a log delete, a folder made for a put;
+//! their small bodies never hold up the connection) may be taken after
+//! later ones; no read asks for 0 bytes, every
 //! request stays within LXD's API (`/1.0…`), header values hold no line
 //! breaks, and no session sends requests without end. A path wasi:http
 //! would refuse (spaces, control bytes) is refused the same way.
@@ -37,8 +41,9 @@ pub const MAX_REQUESTS: usize = 512;
 #[derive(Default)]
 struct State {
     answers: Vec<Vec<u8>>,
-    next_answer: usize,
     started: u64,
+    /// Per started request (by id - 1): may its answer be taken late?
+    deferrable: Vec<bool>,
     last_taken: Option<u64>,
     requests: usize,
 }
@@ -81,13 +86,29 @@ impl FuzzHttp {
         Ok(())
     }
 
-    /// The next answer, as the transport would deliver it.
-    fn answer(&self) -> Result<(Head, FuzzBody), HttpError> {
+    /// Numbers a request that went out.
+    fn started(&self, request: &Request) -> u64 {
         let mut state = self.0.borrow_mut();
-        let Some(text) = state.answers.get(state.next_answer).cloned() else {
+        state.started += 1;
+        let folder = request.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("x-lxd-type") && v == "directory");
+        state.deferrable.push(request.method == lxd_connector_guest::http::Method::Delete || folder);
+        state.started
+    }
+
+    /// The answer to request `id`, as the transport would deliver it,
+    /// checking the order answers are taken in.
+    fn answer(&self, id: u64) -> Result<(Head, FuzzBody), HttpError> {
+        let mut state = self.0.borrow_mut();
+        if let Some(last) = state.last_taken.filter(|last| id < *last) {
+            assert!(
+                state.deferrable.get(id as usize - 1).copied().unwrap_or(false),
+                "answer {id} taken after answer {last}: out of order"
+            );
+        }
+        state.last_taken = Some(state.last_taken.map_or(id, |l| l.max(id)));
+        let Some(text) = state.answers.get(id as usize - 1).cloned() else {
             return Err(HttpError::Lost("the fuzz input has no more answers".into()));
         };
-        state.next_answer += 1;
         parse_answer(&text)
     }
 }
@@ -99,35 +120,25 @@ impl Http for FuzzHttp {
 
     fn start(&self, request: Request) -> Result<Pending, HttpError> {
         self.check(&request)?;
-        let mut state = self.0.borrow_mut();
-        state.started += 1;
-        Ok(Pending(state.started))
+        Ok(Pending(self.started(&request)))
     }
 
     fn wait(&self, pending: Pending) -> Result<(Head, FuzzBody), HttpError> {
-        {
-            let mut state = self.0.borrow_mut();
-            assert!(
-                state.last_taken.is_none_or(|last| pending.0 > last),
-                "answer {} taken after answer {:?}: out of order",
-                pending.0,
-                state.last_taken
-            );
-            state.last_taken = Some(pending.0);
-        }
-        self.answer()
+        self.answer(pending.0)
     }
 
     fn upload(&self, request: Request) -> Result<FuzzUpload, HttpError> {
         assert!(request.body.is_none(), "an upload carries a complete body");
         self.check(&request)?;
-        Ok(FuzzUpload { http: self.clone() })
+        let id = self.started(&request);
+        Ok(FuzzUpload { http: self.clone(), id })
     }
 }
 
-/// A streamed request body; its answer is the next one.
+/// A streamed request body and the number of its request.
 pub struct FuzzUpload {
     http: FuzzHttp,
+    id: u64,
 }
 
 impl Upload for FuzzUpload {
@@ -138,7 +149,7 @@ impl Upload for FuzzUpload {
     }
 
     fn finish(self) -> Result<(Head, FuzzBody), HttpError> {
-        self.http.answer()
+        self.http.answer(self.id)
     }
 }
 

@@ -115,7 +115,14 @@ pub trait Body {
     /// Reads the rest of the body, failing once it exceeds `limit` bytes so
     /// that a runaway server cannot exhaust the guest's memory.
     fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, HttpError> {
-        let mut out = Vec::new();
+        self.read_to_end_sized(limit, None)
+    }
+
+    /// [`Body::read_to_end`] into room made for `expected` bytes (the
+    /// announced length) up front: a big body is held once, not in a
+    /// buffer grown by doubling to up to twice its size.
+    fn read_to_end_sized(&mut self, limit: usize, expected: Option<usize>) -> Result<Vec<u8>, HttpError> {
+        let mut out = Vec::with_capacity(expected.unwrap_or(0).min(limit));
         while let Some(chunk) = self.read(64 * 1024)? {
             if out.len() + chunk.len() > limit {
                 return Err(HttpError::Protocol(format!(

@@ -630,7 +630,8 @@ impl<H: Http> Instance<H> {
     /// Takes an answer and reads its whole body, up to `limit` bytes.
     fn take_body(&self, pending: H::Pending, limit: usize, what: &str) -> Result<(Head, Vec<u8>), Error> {
         let (head, mut body) = self.http.wait(pending).map_err(|e| Error::from_http(e, what))?;
-        let data = body.read_to_end(limit).map_err(|e| Error::from_http(e, what))?;
+        let length = head.header("content-length").and_then(|v| v.trim().parse().ok());
+        let data = body.read_to_end_sized(limit, length).map_err(|e| Error::from_http(e, what))?;
         Ok((head, data))
     }
 

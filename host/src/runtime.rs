@@ -340,7 +340,7 @@ impl Runtime {
             .allow_ip_name_lookup(false)
             .stderr(stderr.clone())
             .build();
-        let limits = Limits { memory: self.memory_limit, cpu_budget: self.cpu_budget, hit_memory: false };
+        let limits = Limits { memory: self.memory_limit, cpu_budget: self.cpu_budget, hit_memory: false, peak: 0 };
         let state = State {
             wasi,
             table: ResourceTable::new(),
@@ -352,6 +352,10 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // What one call may hand the host (a command's output comes back
+        // whole) is bounded by the guest's own memory cap, not by
+        // wasmtime's 128 MiB default.
+        store.set_hostcall_fuel(self.memory_limit);
         store.fuel_async_yield_interval(Some(YIELD_INTERVAL)).map_err(|e| Error::Load(format!("{e:#}")))?;
         refuel(&mut store)?;
         let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| Error::Load(format!("{e:#}")))?;
@@ -372,6 +376,12 @@ impl Session {
         let h = self.session.ok_or_else(|| Error::Guest("the session was closed after a failure".into()))?;
         refuel(&mut self.store)?;
         Ok(h)
+    }
+
+    /// The largest the guest's linear memory has grown to in this session,
+    /// in bytes (wasm memories never shrink, so this is also its size).
+    pub fn guest_memory_peak(&self) -> usize {
+        self.store.data().limits.peak
     }
 
     /// Facts about the target (remote, server version, auth, status …).
@@ -556,6 +566,8 @@ pub(crate) struct Limits {
     memory: usize,
     cpu_budget: u64,
     hit_memory: bool,
+    /// The largest size a guest memory was allowed to grow to.
+    peak: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limits {
@@ -564,6 +576,7 @@ impl wasmtime::ResourceLimiter for Limits {
             self.hit_memory = true;
             wasmtime::bail!("memory limit of {} bytes reached", self.memory);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
