@@ -14,15 +14,53 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 const GIB: u64 = 1 << 30;
 
-/// The peak resident set of this process so far (VmHWM), in bytes.
-fn peak_rss() -> u64 {
+/// The tests here one at a time: each measures the memory of the process.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The resident set of this process now (VmRSS), in bytes.
+fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
+        .expect("VmRSS");
     kb * 1024
+}
+
+/// Samples the resident set every 5 ms until dropped; `growth` is the
+/// highest sample over the one at the start.
+struct RssWatch {
+    start: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RssWatch {
+    fn start() -> RssWatch {
+        use std::sync::atomic::Ordering;
+        let start = rss();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        RssWatch { start, peak, stop }
+    }
+
+    fn growth(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed).max(rss()).saturating_sub(self.start)
+    }
+}
+
+impl Drop for RssWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// `len` pseudo-random bytes, generated as they are read, hashed on the way.
@@ -82,7 +120,8 @@ async fn a_gibibyte_goes_up_and_comes_back_byte_exact_with_host_and_guest_memory
     let rt = runtime();
     let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
     let path = format!("/tmp/{}", unique("gib"));
-    let rss_before = peak_rss();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let watch = RssWatch::start();
 
     let start = std::time::Instant::now();
     let mut src = Source { left: GIB, state: 0x9E37_79B9_7F4A_7C15, hash: Sha256::new() };
@@ -103,7 +142,7 @@ async fn a_gibibyte_goes_up_and_comes_back_byte_exact_with_host_and_guest_memory
     assert_eq!(hex(sink.hash.finalize()), sent, "what came back differs from what was sent");
     s.run(&format!("rm {path}"), &RunOptions::default()).await.unwrap();
 
-    let rss_growth = peak_rss().saturating_sub(rss_before);
+    let rss_growth = watch.growth();
     let guest = s.guest_memory_peak();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
@@ -127,7 +166,8 @@ async fn a_command_printing_256_mib_hands_back_all_of_it_byte_exact() {
     let cmd = format!(
         "head -c 268435456 /dev/urandom > {file} && sha256sum {file} >&2 && cat {file}; rc=$?; rm -f {file}; exit $rc"
     );
-    let rss_before = peak_rss();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let watch = RssWatch::start();
     let start = std::time::Instant::now();
     let out = s.run(&cmd, &RunOptions::default()).await.unwrap();
     let took = start.elapsed();
@@ -135,7 +175,7 @@ async fn a_command_printing_256_mib_hands_back_all_of_it_byte_exact() {
     assert_eq!(out.stdout.len(), 256 << 20);
     let on_server = String::from_utf8_lossy(&out.stderr).split_whitespace().next().unwrap_or_default().to_string();
     assert_eq!(hex(Sha256::digest(&out.stdout)), on_server, "the output differs from what the command printed");
-    let rss_growth = peak_rss().saturating_sub(rss_before);
+    let rss_growth = watch.growth();
     let guest = s.guest_memory_peak();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
