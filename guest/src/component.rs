@@ -1,7 +1,9 @@
 //! The component's exports: the WIT `connector` interface implemented by
 //! the protocol logic over `wasi:http`.
 
-use std::cell::RefCell;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::cell::RefCell;
 
 use crate::bindings::exports::orchestrator::connector::connector as wit;
 use crate::bindings::orchestrator::connector::lxd_remotes::{self, ResolveError};

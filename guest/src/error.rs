@@ -1,5 +1,7 @@
 //! The connector's error, one case per case of the WIT `error` variant.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::http::HttpError;
 
 /// Why a connector call failed. Each message is written for a person: what

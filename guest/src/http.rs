@@ -4,7 +4,9 @@
 //! in native unit tests over scripted responses. Keeping the protocol logic
 //! behind this trait is what lets it be tested without a wasm runtime.
 
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::fmt;
 
 /// An HTTP method LXD's API uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

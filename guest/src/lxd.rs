@@ -4,9 +4,10 @@
 //! Everything here is plain Rust over [`Http`], so it runs in native unit
 //! tests as well as in the component.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::cell::RefCell;
+use alloc::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
@@ -987,9 +988,16 @@ fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
     v.get(name).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// Unpredictable enough for a temporary file name (64 bits from the
-/// runtime's random source through std's hasher keys).
+/// Unpredictable: a temporary file name no other session picks (64 bits
+/// from `wasi:random`; natively, from std's hasher keys, for the tests).
+#[cfg(target_arch = "wasm32")]
 fn random_u64() -> u64 {
+    crate::bindings::wasi::random::random::get_random_u64()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 

@@ -2,6 +2,8 @@
 //! here, before anything is sent, because LXD itself is lenient (it runs
 //! `c1%00junk` in `c1`).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::error::Error;
 
 /// `[REMOTE:]INSTANCE` split into its parts.

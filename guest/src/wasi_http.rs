@@ -4,6 +4,8 @@
 //! the host's handler adds the client identity, pins the server and keeps
 //! the connection alive.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method as WasiMethod,
