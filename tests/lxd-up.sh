@@ -240,6 +240,21 @@ ensure_stopped() {
 for n in "${RUNNING[@]}" "${EXTRA[@]}"; do ensure_running "$n"; done
 for n in "${STOPPED[@]}"; do ensure_stopped "$n"; done
 
+# ---------------------------------------------------------------- second project
+# A project that shares default's images and profiles and holds a running
+# c1 of its own: tests tell the projects apart by the instance of the same
+# name.
+PROJECT2=connector-p2
+if ! slxc project show "$PROJECT2" >/dev/null 2>&1; then
+    log "creating project $PROJECT2"
+    quiet slxc project create "$PROJECT2" -c features.images=false -c features.profiles=false
+fi
+case "$(slxc list --project "$PROJECT2" --format csv -c ns | awk -F, '$1 == "c1" {print $2}')" in
+    RUNNING) ;;
+    "") log "launching c1 in project $PROJECT2"; quiet slxc launch "$ALIAS" c1 --project "$PROJECT2" ;;
+    *) log "starting c1 in project $PROJECT2"; quiet slxc start c1 --project "$PROJECT2" ;;
+esac
+
 # ---------------------------------------------------------------- trusted client
 remote_auth() { # dir -> prints trusted / untrusted / nothing
     timeout 20 env LXD_CONF="$1" lxc info "$REMOTE:" 2>/dev/null |
@@ -306,5 +321,6 @@ LXD_TEST_URL=https://$ADDR
 LXD_TEST_IMAGE=$ALIAS
 LXD_TEST_RUNNING="${RUNNING[*]}${EXTRA[*]:+ ${EXTRA[*]}}"
 LXD_TEST_STOPPED="${STOPPED[*]}"
+LXD_TEST_PROJECT=$PROJECT2   # holds a running c1 of its own
 # client cert/key: $CONF/client.crt $CONF/client.key ; server cert: $CONF/servercerts/$REMOTE.crt
 EOF

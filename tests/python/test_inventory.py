@@ -111,3 +111,27 @@ def test_cli_with_a_stopped_instance_fails_that_host_and_runs_the_others():
     (op,) = run.json["results"]["operations"]
     assert op["success"] == ["@lxd_wasm/p1"]
     assert "stopped1" in run.stderr and "Stopped" in run.stderr
+
+
+def test_lxd_project_host_data_reaches_the_instance_of_that_name_in_that_project(make_state):
+    # tests/lxd-up.sh gives the project connector-p2 a c1 of its own; each
+    # c1 gets a marker file naming its project, written from the server.
+    import os
+    import subprocess
+
+    marker = f"/tmp/which-project-{os.getpid()}"
+    env = {k: v for k, v in os.environ.items() if k != "LXD_CONF"}
+    for project in ("default", "connector-p2"):
+        subprocess.run(
+            ["lxc", "--force-local", "exec", "--project", project, "c1", "--", "sh", "-c", f"echo {project} > {marker}"],
+            check=True,
+            env=env,
+        )
+    try:
+        state = make_state(("@lxd_wasm/c1", {"lxd_project": "connector-p2"}))
+        ok, out = state.inventory.get_host("@lxd_wasm/c1").run_shell_command(f"cat {marker}")
+        assert ok, out.output
+        assert out.stdout == "connector-p2"
+    finally:
+        for project in ("default", "connector-p2"):
+            subprocess.run(["lxc", "--force-local", "exec", "--project", project, "c1", "--", "rm", "-f", marker], env=env)
