@@ -114,11 +114,24 @@ async fn a_missing_pinned_certificate_is_a_connect_error_naming_the_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_unix_socket_and_image_server_remotes_are_unsupported_not_crashes() {
-    for name in ["local:c1", "images:c1"] {
-        let (kind, msg) = kind_and_message(runtime().connect(name).await);
-        assert_eq!(kind, ErrorKind::Unsupported, "{name}: {msg}");
-    }
+async fn an_image_server_remote_is_unsupported_not_a_crash() {
+    let (kind, msg) = kind_and_message(runtime().connect("images:c1").await);
+    assert_eq!(kind, ErrorKind::Unsupported, "{msg}");
+    assert!(msg.contains("simplestreams"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_that_is_not_there_is_a_connect_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("conf");
+    assert!(Command::new("cp").arg("-r").arg(conf()).arg(&copy).status().unwrap().success());
+    let yml = copy.join("config.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    assert!(text.contains("addr: unix://\n"), "{text}");
+    std::fs::write(&yml, text.replace("addr: unix://\n", "addr: unix:///nonexistent/lxd/unix.socket\n")).unwrap();
+    let (kind, msg) = kind_and_message(runtime_with(copy).connect("local:c1").await);
+    assert_eq!(kind, ErrorKind::Connect, "{msg}");
+    assert!(msg.contains("/nonexistent/lxd/unix.socket") && msg.contains("is LXD running"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@
 //! address, even the remote's own, is denied.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -54,6 +54,18 @@ struct Table {
     by_authority: HashMap<String, Arc<Pool>>,
     /// Small values the guest remembers per resolved remote.
     memo: HashMap<(String, String), String>,
+}
+
+/// The socket a bare `unix://` remote means, as `lxc` finds it:
+/// `$LXD_DIR/unix.socket`, else Debian's, else the snap's (the first that
+/// exists; Debian's when neither does, so the error names a real place).
+pub fn default_unix_socket(lxd_dir: Option<&std::ffi::OsStr>, exists: &dyn Fn(&Path) -> bool) -> PathBuf {
+    if let Some(dir) = lxd_dir.filter(|d| !d.is_empty()) {
+        return Path::new(dir).join("unix.socket");
+    }
+    let debian = PathBuf::from("/var/lib/lxd/unix.socket");
+    let snap = PathBuf::from("/var/snap/lxd/common/lxd/unix.socket");
+    if !exists(&debian) && exists(&snap) { snap } else { debian }
 }
 
 /// Largest value [`Remotes::remember`] keeps.
@@ -105,28 +117,20 @@ impl Remotes {
                 project: remote.project.clone(),
             });
         }
-        let (host, port) = match remote.endpoint().map_err(|e| ResolveError::Unsupported(e.to_string()))? {
-            Endpoint::Https { host, port } => (host, port),
-            Endpoint::Unix { .. } => {
-                // lxc's built-in default: say why it is the one in use when
-                // no config file chose another (a wrong $LXD_CONF, most often).
-                let why = match (name, config.missing_config()) {
-                    (None, Some(missing)) => format!(
-                        "{missing}, so the default remote is lxc's built-in '{}'; if lxc works, point \
-                         $LXD_CONF at the folder lxc uses. Remote '{}' ",
-                        remote.name, remote.name
-                    ),
-                    _ => format!("remote '{}' ", remote.name),
-                };
-                return Err(ResolveError::Unsupported(format!(
-                    "{why}is the local unix socket ({}), which this connector does not reach yet; \
-                     add the server over HTTPS with `lxc remote add` and use that remote",
-                    remote.addr
-                )));
+        let pool = match remote.endpoint().map_err(|e| ResolveError::Unsupported(e.to_string()))? {
+            Endpoint::Https { host, port } => {
+                let tls = RemoteTls::load(config, &remote.name).map_err(|e| ResolveError::Config(e.to_string()))?;
+                Pool::new(&remote.name, &host, port, &tls)
+            }
+            // No TLS: whoever may open the socket is trusted by LXD.
+            Endpoint::Unix { path } => {
+                let path = path.unwrap_or_else(|| {
+                    default_unix_socket(std::env::var_os("LXD_DIR").as_deref(), &|p: &Path| p.exists())
+                });
+                Pool::unix(&remote.name, &path)
             }
         };
-        let tls = RemoteTls::load(config, &remote.name).map_err(|e| ResolveError::Config(e.to_string()))?;
-        let pool = Arc::new(Pool::new(&remote.name, &host, port, &tls).with_timeouts(self.connect_timeout, self.request_timeout));
+        let pool = Arc::new(pool.with_timeouts(self.connect_timeout, self.request_timeout));
         // Opaque, unique per remote in this runtime, and never resolvable
         // as a real host name (`.invalid` is reserved).
         let authority = format!("remote-{}.lxd-connector.invalid", table.by_name.len());
@@ -175,5 +179,24 @@ impl Remotes {
     /// Counters of a remote's pool, once it has been resolved.
     pub fn stats(&self, remote: &str) -> Option<Arc<PoolStats>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner()).by_name.get(remote).map(|(_, p)| p.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_unix_remote_is_lxd_dirs_socket_else_debians_else_the_snaps() {
+        let none = |_: &Path| false;
+        let only_snap = |p: &Path| p.starts_with("/var/snap");
+        let both = |_: &Path| true;
+        let dir = std::ffi::OsStr::new("/srv/lxd");
+        assert_eq!(default_unix_socket(Some(dir), &both), PathBuf::from("/srv/lxd/unix.socket"));
+        assert_eq!(default_unix_socket(None, &both), PathBuf::from("/var/lib/lxd/unix.socket"));
+        assert_eq!(default_unix_socket(None, &only_snap), PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"));
+        assert_eq!(default_unix_socket(None, &none), PathBuf::from("/var/lib/lxd/unix.socket"));
+        let empty = std::ffi::OsStr::new("");
+        assert_eq!(default_unix_socket(Some(empty), &only_snap), PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"));
     }
 }

@@ -36,7 +36,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::tls::{self, RemoteTls};
@@ -83,12 +82,23 @@ pub struct PoolStats {
     pub replays: AtomicU64,
 }
 
+/// A connected byte stream: TLS over TCP, or a unix socket.
+trait Io: tokio::io::AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// Where a pool's connections go.
+enum Endpoint {
+    /// HTTPS with the client identity and the pinned certificate.
+    Https { host: String, port: u16, tls: TlsConnector },
+    /// LXD's local unix socket: plain HTTP, trusted as the socket's owner.
+    Unix { path: std::path::PathBuf },
+}
+
 /// Every connection to one remote.
 pub struct Pool {
     remote: String,
-    host: String,
-    port: u16,
-    tls: TlsConnector,
+    endpoint: Endpoint,
     connect_timeout: Duration,
     request_timeout: Duration,
     idle: Mutex<Vec<Arc<Conn>>>,
@@ -226,11 +236,19 @@ enum Ended {
 impl Pool {
     /// A pool for `remote` at `host:port` using `tls` (identity and pin).
     pub fn new(remote: &str, host: &str, port: u16, tls: &RemoteTls) -> Pool {
+        let tls = TlsConnector::from(tls.client_config());
+        Pool::with_endpoint(remote, Endpoint::Https { host: host.to_string(), port, tls })
+    }
+
+    /// A pool for `remote` on LXD's unix socket at `path`.
+    pub fn unix(remote: &str, path: &std::path::Path) -> Pool {
+        Pool::with_endpoint(remote, Endpoint::Unix { path: path.to_path_buf() })
+    }
+
+    fn with_endpoint(remote: &str, endpoint: Endpoint) -> Pool {
         Pool {
             remote: remote.to_string(),
-            host: host.to_string(),
-            port,
-            tls: TlsConnector::from(tls.client_config()),
+            endpoint,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             idle: Mutex::new(Vec::new()),
@@ -356,7 +374,7 @@ impl Pool {
     /// must be sent again, in order.
     async fn serve(
         &self,
-        stream: TlsStream<TcpStream>,
+        stream: Stream,
         backlog: &mut VecDeque<Job>,
         jobs: &mut mpsc::UnboundedReceiver<Job>,
         state: &Arc<ConnState>,
@@ -365,8 +383,12 @@ impl Pool {
         let (slots, slot_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let mut reader = tokio::spawn(read_responses(read, slot_rx, stop_rx, state.clone()));
-        let host_header =
-            if self.host.contains(':') { format!("[{}]:{}", self.host, self.port) } else { format!("{}:{}", self.host, self.port) };
+        let host_header = match &self.endpoint {
+            Endpoint::Https { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
+            Endpoint::Https { host, port, .. } => format!("{host}:{port}"),
+            // What lxc sends over the socket.
+            Endpoint::Unix { .. } => "unix.socket".to_string(),
+        };
         let mut unsent = None;
         let end = loop {
             let job = match backlog.pop_front() {
@@ -444,14 +466,18 @@ impl Pool {
         Ended::Broken { answered: end.answered }
     }
 
-    async fn connect(&self) -> Result<TlsStream<TcpStream>, HttpError> {
-        let addr = format!("{}:{}", self.host, self.port);
+    async fn connect(&self) -> Result<Stream, HttpError> {
+        let (host, port, tls) = match &self.endpoint {
+            Endpoint::Https { host, port, tls } => (host, *port, tls),
+            Endpoint::Unix { path } => return self.connect_unix(path).await,
+        };
+        let addr = format!("{host}:{port}");
         let step = async {
-            let tcp = connect_tcp(&self.host, self.port).await.map_err(|e| {
+            let tcp = connect_tcp(host, port).await.map_err(|e| {
                 HttpError::InternalError(Some(format!("cannot connect to remote '{}' at {addr}: {e}", self.remote)))
             })?;
             let _ = tcp.set_nodelay(true);
-            self.tls.connect(RemoteTls::server_name(&self.host), tcp).await.map_err(|e| {
+            let stream: Stream = Box::new(tls.connect(RemoteTls::server_name(host), tcp).await.map_err(|e| {
                 if tls::is_pin_mismatch(&e) {
                     tracing::warn!(remote = %self.remote, %addr, "server certificate does not match the pinned one");
                     HttpError::TlsCertificateError
@@ -461,7 +487,8 @@ impl Pool {
                         self.remote
                     )))
                 }
-            })
+            })?);
+            Ok(stream)
         };
         tokio::time::timeout(self.connect_timeout, step).await.map_err(|_| {
             HttpError::InternalError(Some(format!(
@@ -469,6 +496,31 @@ impl Pool {
                 self.connect_timeout, self.remote
             )))
         })?
+    }
+
+    async fn connect_unix(&self, path: &std::path::Path) -> Result<Stream, HttpError> {
+        let unix = tokio::time::timeout(self.connect_timeout, tokio::net::UnixStream::connect(path)).await;
+        match unix {
+            Ok(Ok(unix)) => Ok(Box::new(unix)),
+            Ok(Err(e)) => {
+                let fix = match e.kind() {
+                    std::io::ErrorKind::NotFound => "; is LXD running here? ($LXD_DIR names its folder)",
+                    std::io::ErrorKind::PermissionDenied => "; join the socket's group (e.g. lxd) or run as root",
+                    _ => "",
+                };
+                Err(HttpError::InternalError(Some(format!(
+                    "cannot connect to remote '{}' at the unix socket {}: {e}{fix}",
+                    self.remote,
+                    path.display()
+                ))))
+            }
+            Err(_) => Err(HttpError::InternalError(Some(format!(
+                "timed out after {:?} connecting to remote '{}' at the unix socket {}",
+                self.connect_timeout,
+                self.remote,
+                path.display()
+            )))),
+        }
     }
 }
 
@@ -639,7 +691,7 @@ struct ReaderEnd {
 
 /// Reads answers in order and hands each to the request it belongs to.
 async fn read_responses(
-    read: ReadHalf<TlsStream<TcpStream>>,
+    read: ReadHalf<Stream>,
     mut slots: mpsc::UnboundedReceiver<Slot>,
     mut stop: watch::Receiver<bool>,
     state: Arc<ConnState>,
@@ -672,7 +724,7 @@ async fn read_responses(
 }
 
 struct ReadConn {
-    read: ReadHalf<TlsStream<TcpStream>>,
+    read: ReadHalf<Stream>,
     buf: BytesMut,
 }
 

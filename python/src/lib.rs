@@ -119,8 +119,7 @@ fn default_remote(config_dir: Option<PathBuf>) -> PyResult<(String, Option<Strin
     let config = ClientConfig::load(&dir).map_err(|e| ConnectorError::new_err(e.to_string()))?;
     let name = config.default_remote.clone();
     let problem = match config.remote(None).and_then(|r| r.endpoint()) {
-        Ok(Endpoint::Https { .. }) => None,
-        Ok(Endpoint::Unix { .. }) => Some(format!("the default remote '{name}' is the local unix socket")),
+        Ok(Endpoint::Https { .. } | Endpoint::Unix { .. }) => None,
         Err(e) => Some(e.to_string()),
     };
     Ok((name, problem))

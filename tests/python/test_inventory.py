@@ -43,43 +43,66 @@ def test_unknown_project_in_host_data_fails_that_host_only(make_state):
     assert {h.name for h in state.failed_hosts} == {"@lxd_wasm/p2"}
 
 
-@pytest.fixture
-def unix_default_conf(tmp_path, monkeypatch) -> Path:
-    """A copy of the trusted client config whose default remote is ``local``
-    (the unix socket, which this connector does not support)."""
+def conf_with_default(tmp_path, default: str) -> Path:
+    """A copy of the trusted client config whose default remote is `default`."""
     conf = tmp_path / "conf"
     shutil.copytree(LXD_CONF, conf)
     config = conf / "config.yml"
     text = config.read_text()
     assert "default-remote: testlxd" in text
-    config.write_text(text.replace("default-remote: testlxd", "default-remote: local"))
+    config.write_text(text.replace("default-remote: testlxd", f"default-remote: {default}"))
     return conf
 
 
-def test_bare_instance_with_unix_socket_default_remote_raises_inventory_error_naming_qualified_form(
+@pytest.fixture
+def unix_default_conf(tmp_path) -> Path:
+    """Default remote ``local``: LXD's unix socket on this machine."""
+    return conf_with_default(tmp_path, "local")
+
+
+@pytest.fixture
+def image_server_default_conf(tmp_path) -> Path:
+    """Default remote ``images``: a simplestreams image server, no LXD API."""
+    return conf_with_default(tmp_path, "images")
+
+
+def test_bare_instance_with_the_unix_socket_as_default_remote_reaches_the_instance_over_it(
     unix_default_conf, monkeypatch, make_state
 ):
     monkeypatch.setenv("LXD_CONF", str(unix_default_conf))
+    state = make_state("@lxd_wasm/p1")
+    assert hostname(state.inventory.get_host("@lxd_wasm/p1")) == "p1"
+
+
+def test_bare_instance_with_an_image_server_default_remote_raises_inventory_error_naming_qualified_form(
+    image_server_default_conf, monkeypatch, make_state
+):
+    monkeypatch.setenv("LXD_CONF", str(image_server_default_conf))
     with pytest.raises(InventoryError) as info:
         make_state("@lxd_wasm/p1", connect=False)
     message = str(info.value)
     assert "@lxd_wasm/REMOTE:p1" in message
-    assert "unix socket" in message
+    assert "simplestreams" in message
 
 
-def test_cli_reports_the_inventory_error_for_a_unix_socket_default_remote(unix_default_conf):
-    run = run_pyinfra("-y", "@lxd_wasm/p1", "exec", "--", "true", env={"LXD_CONF": str(unix_default_conf)})
+def test_cli_reports_the_inventory_error_for_an_image_server_default_remote(image_server_default_conf):
+    run = run_pyinfra("-y", "@lxd_wasm/p1", "exec", "--", "true", env={"LXD_CONF": str(image_server_default_conf)})
     assert run.returncode != 0
     assert "@lxd_wasm/REMOTE:p1" in run.stderr
     assert "Traceback" not in run.stderr
 
 
-def test_qualified_name_still_works_when_the_default_remote_is_the_unix_socket(unix_default_conf):
+def test_the_cli_runs_on_the_unix_socket_default_remote_and_a_qualified_https_name_beside_it(unix_default_conf):
     run = run_pyinfra(
-        "-y", "--json", "@lxd_wasm/testlxd:p1", "fact", "server.Hostname", env={"LXD_CONF": str(unix_default_conf)}
+        "-y",
+        "--json",
+        "@lxd_wasm/p1,@lxd_wasm/testlxd:p2",
+        "fact",
+        "server.Hostname",
+        env={"LXD_CONF": str(unix_default_conf)},
     )
     assert run.returncode == 0, run.stderr
-    assert run.json["server.Hostname"] == {"@lxd_wasm/testlxd:p1": "p1"}
+    assert run.json["server.Hostname"] == {"@lxd_wasm/p1": "p1", "@lxd_wasm/testlxd:p2": "p2"}
 
 
 def test_malformed_lxc_config_is_an_inventory_error_not_a_crash(tmp_path, monkeypatch, make_state):
