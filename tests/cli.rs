@@ -391,7 +391,7 @@ fn broken_client_configs_give_one_line_naming_the_file_and_the_fix() {
     type Spoil = Box<dyn Fn(&std::path::Path)>;
     let cases: Vec<(&str, Spoil, &[&str])> = vec![
         ("config folder missing", Box::new(|d| std::fs::remove_dir_all(d).unwrap()), &["does not exist", "LXD_CONF"]),
-        ("config.yml missing, default remote", Box::new(|d| std::fs::remove_file(d.join("config.yml")).unwrap()), &["config.yml does not exist", "built-in 'local'", "LXD_CONF", "lxc remote add"]),
+        ("config.yml missing", Box::new(|d| std::fs::remove_file(d.join("config.yml")).unwrap()), &["config.yml does not exist", "LXD_CONF"]),
         ("config.yml a folder", Box::new(|d| {
             std::fs::remove_file(d.join("config.yml")).unwrap();
             std::fs::create_dir(d.join("config.yml")).unwrap();
@@ -404,9 +404,19 @@ fn broken_client_configs_give_one_line_naming_the_file_and_the_fix() {
     for (i, (what, spoil, parts)) in cases.into_iter().enumerate() {
         let dir = base.path().join(i.to_string());
         config_copy(&dir, |d| spoil(d));
-        for args in [&["exec", "c1", "--", "true"][..], &["info", "c1"], &["get", "c1/etc/hostname", "-"]] {
+        for args in [&["exec", "testlxd:c1", "--", "true"][..], &["info", "testlxd:c1"], &["get", "testlxd:c1/etc/hostname", "-"]] {
             let o = Command::new(env!("CARGO_BIN_EXE_lxd-connector")).args(args).env("LXD_CONF", &dir).output().unwrap();
             assert_one_clear_line(&o, &format!("{what}, {args:?}"), parts);
+        }
+        if i < 2 {
+            // Without a config, as for lxc, the default remote is `local`:
+            // this machine's LXD over its unix socket.
+            let o = Command::new(env!("CARGO_BIN_EXE_lxd-connector"))
+                .args(["exec", "c1", "--", "echo", "local"])
+                .env("LXD_CONF", &dir)
+                .output()
+                .unwrap();
+            assert_eq!(o.stdout, b"local\n", "{what}: {}", String::from_utf8_lossy(&o.stderr));
         }
     }
 }
