@@ -97,6 +97,34 @@ fn put_into_a_missing_folder_says_to_use_parents_and_parents_makes_it() {
 }
 
 #[test]
+fn big_transfers_show_progress_on_a_terminal_and_nothing_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("six-mib.bin");
+    let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    let remote = format!("c1/tmp/{}", unique("progress"));
+    // Piped: not a byte on stderr.
+    let o = cli(&["put", local.to_str().unwrap(), &remote], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "a progress line on a pipe");
+    let back = dir.path().join("back.bin");
+    let o = cli(&["get", &remote, back.to_str().unwrap()], None);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+    assert!(std::fs::read(&back).unwrap() == data);
+    // On a terminal (script(1) gives the CLI a pty): a line redrawn in
+    // place, ending with the whole size.
+    let bin = env!("CARGO_BIN_EXE_lxd-connector");
+    let shell = format!("'{bin}' put '{}' '{remote}' && '{bin}' get '{remote}' '{}'", local.display(), back.display());
+    let o = Command::new("script").args(["-qfec", &shell, "/dev/null"]).env("LXD_CONF", conf()).output().unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{shown}");
+    assert!(shown.contains(&format!("put {remote}: 6.0 / 6.0 MiB (100%)")), "{shown}");
+    assert!(shown.contains(&format!("get {remote}: 6.0 MiB")), "{shown}");
+    let o = cli(&["exec", "c1", "--", "rm", &format!("/{}", remote.split_once('/').unwrap().1)], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn a_failed_get_leaves_no_partial_file_and_keeps_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("keep.txt");

@@ -12,6 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+mod progress;
+
+use progress::{Counted, Progress};
+
 use lxd_connector::{Preconnect, PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
 
 /// Exit code for every failure of lxd-connector itself.
@@ -237,6 +241,7 @@ async fn put(runtime: &Runtime, project: Option<&str>, args: PutArgs) -> Result<
         path.push_str(file_name);
     }
     let mut mode = args.mode;
+    let mut size = None;
     let source: Box<dyn tokio::io::AsyncRead + Unpin> = if from_stdin {
         Box::new(tokio::io::stdin())
     } else {
@@ -251,11 +256,13 @@ async fn put(runtime: &Runtime, project: Option<&str>, args: PutArgs) -> Result<
             use std::os::unix::fs::PermissionsExt;
             mode = Some(meta.permissions().mode() & 0o7777);
         }
+        size = Some(meta.len());
         Box::new(file)
     };
     let mut session = connect(runtime, project, name).await?;
     let options = PutOptions { mode, uid: args.uid, gid: args.gid, create_parents: args.parents };
-    session.put(&path, options, source).await?;
+    let progress = Progress::new(format!("put {}", args.target), size, std::io::stderr().is_terminal());
+    session.put(&path, options, Counted::new(source, progress)).await?;
     session.close().await;
     Ok(())
 }
@@ -264,7 +271,9 @@ async fn get(runtime: &Runtime, project: Option<&str>, args: GetArgs) -> Result<
     let (name, path) = split_file_target(&args.source)?;
     let mut session = connect(runtime, project, name).await?;
     if args.local.as_os_str() == "-" {
-        session.get(&path, tokio::io::stdout()).await?;
+        // Its stdout is the data: a progress line still only on a terminal stderr.
+        let progress = Progress::new(format!("get {}", args.source), None, std::io::stderr().is_terminal());
+        session.get(&path, Counted::new(tokio::io::stdout(), progress)).await?;
         session.close().await;
         return Ok(());
     }
@@ -283,7 +292,8 @@ async fn get(runtime: &Runtime, project: Option<&str>, args: GetArgs) -> Result<
     let file = tokio::fs::File::create(&partial)
         .await
         .with_context(|| format!("cannot write {} (through the temporary file {})", dest.display(), partial.display()))?;
-    let result = session.get(&path, file).await;
+    let progress = Progress::new(format!("get {}", args.source), None, std::io::stderr().is_terminal());
+    let result = session.get(&path, Counted::new(file, progress)).await;
     session.close().await;
     let info = match result {
         Ok(info) => info,
