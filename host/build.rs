@@ -79,9 +79,19 @@ fn build_guest(out_dir: &Path) -> PathBuf {
 include!("src/sources_hash.rs");
 
 /// Watches a file, or every file below a folder: a folder alone is not
-/// enough for cargo to notice an edited file inside it.
+/// enough for cargo to notice an edited file inside it. Paths are given
+/// relative to `host/` (cargo resolves them against the package): an
+/// absolute path would tie the target folder to one checkout, and a second
+/// checkout sharing it (CI's clone beside a working copy) would embed the
+/// other checkout's guest.
 fn watch(path: &Path) {
-    println!("cargo:rerun-if-changed={}", path.display());
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ lives in the workspace");
+    let shown = match path.strip_prefix(root) {
+        Ok(rel) => Path::new("..").join(rel),
+        Err(_) => path.to_path_buf(),
+    };
+    println!("cargo:rerun-if-changed={}", shown.display());
     if let Ok(entries) = std::fs::read_dir(path) {
         for entry in entries.flatten() {
             watch(&entry.path());

@@ -125,6 +125,19 @@ fn big_transfers_show_progress_on_a_terminal_and_nothing_when_piped() {
 }
 
 #[test]
+fn exec_on_a_terminal_shows_the_output_live_once_and_exits_with_the_code() {
+    // script(1) gives the CLI a pty: the output comes live, never twice.
+    let bin = env!("CARGO_BIN_EXE_lxd-connector");
+    let shell = format!("'{bin}' exec c1 -- 'echo one; sleep 1.5; echo two >&2; printf three; exit 3'");
+    let o = Command::new("script").args(["-qfec", &shell, "/dev/null"]).env("LXD_CONF", conf()).output().unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n");
+    assert_eq!(o.status.code(), Some(3), "{shown}");
+    assert_eq!(shown.matches("one").count(), 1, "{shown}");
+    assert_eq!(shown.matches("two").count(), 1, "{shown}");
+    assert!(shown.contains("one\n") && shown.contains("three"), "{shown}");
+}
+
+#[test]
 fn a_failed_get_leaves_no_partial_file_and_keeps_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("keep.txt");

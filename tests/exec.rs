@@ -185,6 +185,43 @@ async fn preconnecting_to_a_remote_that_does_not_exist_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn live_output_arrives_while_the_command_runs_and_adds_up_to_the_result() {
+    use lxd_connector::OutputStream;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let rt = runtime();
+    let mut s = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();
+    let seen: Arc<Mutex<Vec<(Duration, OutputStream, Vec<u8>)>>> = Arc::default();
+    let start = Instant::now();
+    let sink = {
+        let seen = seen.clone();
+        move |stream, data: &[u8]| seen.lock().unwrap().push((start.elapsed(), stream, data.to_vec()))
+    };
+    let cmd = "echo one; sleep 2; echo two; echo err >&2; sleep 1.5; printf three; exit 4";
+    let out = s.run_live(cmd, &opts(), sink).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!((out.exit_code, &out.stdout[..], &out.stderr[..]), (4, &b"one\ntwo\nthree"[..], &b"err\n"[..]));
+    let seen = seen.lock().unwrap().clone();
+    let joined = |want: OutputStream| seen.iter().filter(|(_, s, _)| *s == want).flat_map(|(_, _, d)| d.clone()).collect::<Vec<u8>>();
+    assert_eq!(joined(OutputStream::Stdout), out.stdout, "the chunks are the output");
+    assert_eq!(joined(OutputStream::Stderr), out.stderr);
+    let first = seen.first().expect("chunks").0;
+    assert!(took >= Duration::from_millis(3400), "{took:?}");
+    assert!(first < Duration::from_millis(2000), "the first line came at {first:?} of {took:?}: not live");
+    // A short command: the same round trips as without live output.
+    s.describe().await.unwrap();
+    let before = rt.round_trips(REMOTE);
+    s.run_live("true", &opts(), |_, _| {}).await.unwrap();
+    s.describe().await.unwrap();
+    let live_rts = rt.round_trips(REMOTE) - before;
+    let before = rt.round_trips(REMOTE);
+    s.run("true", &opts()).await.unwrap();
+    s.describe().await.unwrap();
+    assert_eq!(live_rts, rt.round_trips(REMOTE) - before, "live output costs a short command nothing");
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_long_command_in_one_session_does_not_hold_up_another() {
     let rt = std::sync::Arc::new(runtime());
     let mut slow = rt.connect(&format!("{REMOTE}:c1")).await.unwrap();

@@ -34,16 +34,24 @@ impl wit::Guest for Component {
     fn connect(target: wit::Target) -> Result<wit::Session, wit::Error> {
         let (http, remote, project, instance) = resolve(&target)?;
         let cache = HostCache { remote: remote.clone() };
-        let inst = lxd::connect_cached(http, &remote, &project, &instance, &cache)?;
+        let mut inst = lxd::connect_cached(http, &remote, &project, &instance, &cache)?;
+        inst.set_live_sink(live_sink());
         Ok(wit::Session::new(Session { inst }))
     }
 
     fn connect_deferred(target: wit::Target) -> Result<wit::Session, wit::Error> {
         let (http, remote, project, instance) = resolve(&target)?;
         let cache = Box::new(HostCache { remote: remote.clone() });
-        let inst = lxd::open_deferred(http, &remote, &project, &instance, cache);
+        let mut inst = lxd::open_deferred(http, &remote, &project, &instance, cache);
+        inst.set_live_sink(live_sink());
         Ok(wit::Session::new(Session { inst }))
     }
+}
+
+/// Live output goes to the host's `live-output` import.
+fn live_sink() -> lxd::LiveSink {
+    use crate::bindings::orchestrator::connector::live_output::{OutputStream, chunk};
+    Box::new(|fd, data| chunk(if fd == 1 { OutputStream::Stdout } else { OutputStream::Stderr }, data))
 }
 
 /// A target's transport, remote name, project and instance, validated and
@@ -84,6 +92,7 @@ impl wit::GuestSession for Session {
             cwd: options.cwd,
             user: options.user,
             group: options.group,
+            live: options.live,
         };
         let out = self.inst.run(&command, &opts)?;
         Ok(wit::RunOutput { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr })

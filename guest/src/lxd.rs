@@ -31,7 +31,12 @@ pub struct RunOptions {
     pub cwd: Option<String>,
     pub user: Option<u32>,
     pub group: Option<u32>,
+    /// Hand the output to the session's live sink as it grows.
+    pub live: bool,
 }
+
+/// Where live output goes: the stream (1 stdout, 2 stderr) and the bytes.
+pub type LiveSink = Box<dyn Fn(u8, &[u8])>;
 
 /// What a finished command produced (mirrors the WIT `run-output`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +90,8 @@ pub struct Instance<H: Http> {
     /// round trip; a reset after the server answered that batch loses the
     /// output (the error says the command ran).
     one_shot: bool,
+    /// Where a live run's output goes as it grows.
+    live_sink: Option<LiveSink>,
     /// Requests sent whose answers nobody waits for: log deletes (a
     /// command's logs are deleted once they were read whole, so a reset
     /// while reading them is made good by reading again) and the folders
@@ -171,8 +178,14 @@ impl<H: Http> Instance<H> {
             facts: RefCell::default(),
             unchecked: RefCell::new(None),
             one_shot: false,
+            live_sink: None,
             unawaited: RefCell::default(),
         }
+    }
+
+    /// Sets where a live run's output goes.
+    pub fn set_live_sink(&mut self, sink: LiveSink) {
+        self.live_sink = Some(sink);
     }
 
     /// Sends deletes of logs now without waiting for their answers.
@@ -485,7 +498,116 @@ impl<H: Http> Instance<H> {
         let id = operation_id(&op).ok_or_else(|| {
             Error::Protocol(format!("{what}: the server's answer names no operation: {op}"))
         })?;
+        if opts.live {
+            return self.finish_exec_live(&id, opts.timeout_ms, &what);
+        }
         self.finish_exec(&id, opts.timeout_ms, &what)
+    }
+
+    /// Waits for a command in rounds of up to a second, each with both
+    /// logs read from where the last round left off (`Range`), handing
+    /// what is new to the live sink. A command that ends within the first
+    /// round costs the same two round trips as [`Instance::finish_exec`].
+    fn finish_exec_live(&self, id: &str, timeout_ms: Option<u64>, what: &str) -> Result<RunOutput, Error> {
+        let logs = ["stdout", "stderr"]
+            .map(|s| self.url(&format!("/1.0/instances/{}/logs/exec_{}.{s}", encode(&self.name), encode(id)), &[]));
+        let wait = self.url(&format!("/1.0/operations/{}/wait", encode(id)), &[("timeout", "1")]);
+        // LXD's waits are whole seconds: a limit counts rounds.
+        let max_rounds = timeout_ms.map(|ms| ms.div_ceil(1000).max(1));
+        let mut output: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut rounds = 0u64;
+        let op = loop {
+            rounds += 1;
+            let waited = self.http.start(Request::new(Method::Get, wait.clone()).answer_within(31_000));
+            // From the last byte already read: LXD answers a range that
+            // starts at or past the end with a 416 whose body does not
+            // match its Content-Length, which breaks an HTTP/1.1
+            // connection; one byte back, the range is always satisfiable.
+            let reads: Vec<_> = logs
+                .iter()
+                .zip(&output)
+                .map(|(log, got)| {
+                    let read = Request::new(Method::Get, log.clone());
+                    self.http.start(match got.len() {
+                        0 => read,
+                        n => read.header("Range", format!("bytes={}-", n - 1)),
+                    })
+                })
+                .collect();
+            let op = waited.map_err(|e| Error::from_http(e, what)).and_then(|p| self.take_json(p, what));
+            let op = match op {
+                Ok(op) => op,
+                Err(e) => {
+                    reads.into_iter().flatten().for_each(|p| self.drain(p));
+                    if !self.one_shot {
+                        self.delete_later(logs.iter().cloned());
+                    }
+                    return Err(match e {
+                        Error::Transport(m) => Error::Transport(format!(
+                            "{m}; the command was started and may still be running or have run"
+                        )),
+                        other => other,
+                    });
+                }
+            };
+            let running = str_field(&op, "status") == "Running";
+            for (fd, (read, got)) in reads.into_iter().zip(output.iter_mut()).enumerate() {
+                let read = read.map_err(|e| Error::from_http(e, what))?;
+                let (head, data) = self.take_body(read, LOG_LIMIT.saturating_sub(got.len()), what)?;
+                let new: &[u8] = match head.status {
+                    // The byte already held, then what is new.
+                    206 if data.first() == got.last() => data.get(1..).unwrap_or_default(),
+                    206 => {
+                        return Err(Error::Protocol(format!(
+                            "{what}: the output log changed under the reader (its byte {} differs)",
+                            got.len().saturating_sub(1)
+                        )));
+                    }
+                    // The whole log (the first read, or a server ignoring Range).
+                    200 => data.get(got.len()..).unwrap_or_default(),
+                    // Early on, the log may not exist yet.
+                    500 if running => &[],
+                    status => return Err(api_error(status, &data, &format!("{what}: reading its output"))),
+                };
+                if !new.is_empty() {
+                    if let Some(sink) = &self.live_sink {
+                        sink(fd as u8 + 1, new);
+                    }
+                    got.extend_from_slice(new);
+                }
+            }
+            if !running {
+                break op;
+            }
+            if max_rounds.is_some_and(|max| rounds >= max) {
+                return Err(Error::Timeout(format!(
+                    "{what}: the command did not finish within {} s; it keeps running on the instance \
+                     (LXD cannot cancel it) and its output logs stay on the server",
+                    max_rounds.unwrap_or_default()
+                )));
+            }
+        };
+        if self.one_shot {
+            for log in &logs {
+                self.delete_quietly(log);
+            }
+        } else {
+            self.delete_later(logs.iter().cloned());
+        }
+        let meta = op.get("metadata").unwrap_or(&Value::Null);
+        let Some(code) = meta.get("return").and_then(Value::as_i64) else {
+            return Err(Error::Protocol(format!(
+                "{what}: the command ended without an exit code (status {:?}{})",
+                str_field(&op, "status"),
+                error_suffix(&op)
+            )));
+        };
+        let [stdout, stderr] = output;
+        Ok(RunOutput {
+            exit_code: i32::try_from(code).map_err(|_| Error::Protocol(format!("{what}: exit code {code} out of range")))?,
+            stdout,
+            stderr,
+        })
     }
 
     fn finish_exec(&self, id: &str, timeout_ms: Option<u64>, what: &str) -> Result<RunOutput, Error> {

@@ -30,6 +30,6 @@ pub mod transport;
 
 pub use error::{Error, ErrorKind};
 pub use runtime::{
-    DEFAULT_CPU_BUDGET, DEFAULT_MEMORY_LIMIT, EMBEDDED_COMPONENT, FileInfo, Preconnect, PutOptions, RunOptions, RunOutput, Runtime, RuntimeOptions,
+    DEFAULT_CPU_BUDGET, DEFAULT_MEMORY_LIMIT, EMBEDDED_COMPONENT, FileInfo, OutputStream, Preconnect, PutOptions, RunOptions, RunOutput, Runtime, RuntimeOptions,
     Session, Target,
 };

@@ -16,7 +16,7 @@ mod progress;
 
 use progress::{Counted, Progress};
 
-use lxd_connector::{Preconnect, PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
+use lxd_connector::{OutputStream, Preconnect, PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
 
 /// Exit code for every failure of lxd-connector itself.
 const FAILURE: u8 = 255;
@@ -198,10 +198,27 @@ async fn exec(runtime: &Runtime, project: Option<&str>, args: ExecArgs) -> Resul
     };
     // One command: the connect checks ride along with it.
     let mut session = open(runtime, project, &args.instance).await?;
-    let out = session.run(&args.command.join(" "), &options).await?;
+    // On a terminal the output shows as it grows; piped, it is written
+    // whole at the end (and the command costs no round trip more).
+    let live = std::io::stdout().is_terminal();
+    let command = args.command.join(" ");
+    let out = if live {
+        session
+            .run_live(&command, &options, |stream, data| {
+                let _ = match stream {
+                    OutputStream::Stdout => std::io::stdout().write_all(data).and_then(|()| std::io::stdout().flush()),
+                    OutputStream::Stderr => std::io::stderr().write_all(data).and_then(|()| std::io::stderr().flush()),
+                };
+            })
+            .await?
+    } else {
+        session.run(&command, &options).await?
+    };
     session.close().await;
-    std::io::stdout().write_all(&out.stdout).and_then(|()| std::io::stdout().flush()).context("writing stdout")?;
-    std::io::stderr().write_all(&out.stderr).and_then(|()| std::io::stderr().flush()).context("writing stderr")?;
+    if !live {
+        std::io::stdout().write_all(&out.stdout).and_then(|()| std::io::stdout().flush()).context("writing stdout")?;
+        std::io::stderr().write_all(&out.stderr).and_then(|()| std::io::stderr().flush()).context("writing stderr")?;
+    }
     Ok(u8::try_from(out.exit_code).unwrap_or(FAILURE))
 }
 

@@ -34,7 +34,7 @@ mod bindings {
 }
 
 use bindings::exports::orchestrator::connector::connector as wit;
-use bindings::orchestrator::connector::lxd_remotes;
+use bindings::orchestrator::connector::{live_output, lxd_remotes};
 
 /// The component built from `guest/`, embedded at build time.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("LXD_CONNECTOR_EMBEDDED_WASM"));
@@ -247,6 +247,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
         lxd_remotes::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
+        live_output::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(link)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| Error::Load(format!("{e:#}")))?;
         let pre = bindings::LxdConnectorPre::new(pre).map_err(|e| Error::Load(format!("{e:#}")))?;
         Ok(Runtime {
@@ -349,6 +350,7 @@ impl Runtime {
             remotes: self.remotes.clone(),
             limits,
             stderr,
+            live: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -393,6 +395,27 @@ impl Session {
 
     /// Runs `command` through `sh -c` on the target and waits for it.
     pub async fn run(&mut self, command: &str, options: &RunOptions) -> Result<RunOutput, Error> {
+        self.run_with(command, options, false).await
+    }
+
+    /// [`Session::run`], handing the output to `sink` as it grows while the
+    /// command runs (the connector reads it about once a second; a command
+    /// that ends within the first second costs no extra round trip). The
+    /// result still holds the whole output, byte-exact: the chunks put
+    /// together are exactly it.
+    pub async fn run_live(
+        &mut self,
+        command: &str,
+        options: &RunOptions,
+        sink: impl FnMut(OutputStream, &[u8]) + Send + 'static,
+    ) -> Result<RunOutput, Error> {
+        self.store.data_mut().live = Some(Box::new(sink));
+        let out = self.run_with(command, options, true).await;
+        self.store.data_mut().live = None;
+        out
+    }
+
+    async fn run_with(&mut self, command: &str, options: &RunOptions, live: bool) -> Result<RunOutput, Error> {
         let h = self.handle()?;
         let opts = wit::RunOptions {
             stdin: options.stdin.clone(),
@@ -401,6 +424,7 @@ impl Session {
             cwd: options.cwd.clone(),
             user: options.user,
             group: options.group,
+            live,
         };
         let r = self
             .bindings
@@ -557,6 +581,29 @@ pub(crate) struct State {
     remotes: Arc<Remotes>,
     limits: Limits,
     stderr: MemoryOutputPipe,
+    /// Where a live run's output goes.
+    live: Option<Box<dyn FnMut(OutputStream, &[u8]) + Send>>,
+}
+
+/// Which output of a command a live chunk is from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl live_output::Host for State {
+    fn chunk(&mut self, stream: live_output::OutputStream, data: Vec<u8>) {
+        let stream = match stream {
+            live_output::OutputStream::Stdout => OutputStream::Stdout,
+            live_output::OutputStream::Stderr => OutputStream::Stderr,
+        };
+        if let Some(sink) = self.live.as_mut() {
+            sink(stream, &data);
+        }
+    }
 }
 
 /// A session's resource caps. Memory growth past the cap traps at once
