@@ -45,7 +45,10 @@ fn build_guest(out_dir: &Path) -> PathBuf {
         watch(&root.join(p));
     }
     // A target folder of its own: the outer cargo holds the lock on its own.
-    let target_dir = out_dir.join("guest-target");
+    // One per checkout: cargo's records of what a build read are absolute
+    // paths, so a second checkout sharing the folder would be told the
+    // other one's guest is up to date.
+    let target_dir = out_dir.join(format!("guest-target-{:08x}", checkout_id(&root)));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
@@ -77,6 +80,11 @@ fn build_guest(out_dir: &Path) -> PathBuf {
 }
 
 include!("src/sources_hash.rs");
+
+/// A short name for the checkout at `root` (FNV-1a of its path).
+fn checkout_id(root: &Path) -> u32 {
+    root.as_os_str().as_encoded_bytes().iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+}
 
 /// Watches a file, or every file below a folder: a folder alone is not
 /// enough for cargo to notice an edited file inside it. Paths are given

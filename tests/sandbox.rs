@@ -19,7 +19,10 @@ fn hostile_component() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-target");
+            // One per checkout (see host/build.rs): cargo's records of what
+            // a build read are absolute paths.
+            let id = root.as_os_str().as_encoded_bytes().iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-target-{id:08x}"));
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.current_dir(&root)
@@ -58,11 +61,12 @@ fn the_component_imports_exactly_what_it_needs() {
     // Exactly what the world names, nothing Rust's std would add (the
     // component is built without it: no environment, no standard
     // streams, no terminals, no exit, no files, no sockets): the LXD host
-    // interface, wasi:http and the wasi:io it is built on, the monotonic
+    // interface, the live-output sink, wasi:http and the wasi:io it is built on, the monotonic
     // clock whose `duration` the time limits on requests use, and
     // wasi:random for the names of stdin files. A new import here is a new
     // way out of the sandbox and needs a review.
     let expected = [
+        "orchestrator:connector/live-output@0.1.0",
         "orchestrator:connector/lxd-remotes@0.1.0",
         "wasi:clocks/monotonic-clock@0.2.12",
         "wasi:http/outgoing-handler@0.2.12",
