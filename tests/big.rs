@@ -111,6 +111,10 @@ impl AsyncWrite for Sink {
     }
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
 fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -144,7 +148,6 @@ async fn a_gibibyte_goes_up_and_comes_back_byte_exact_with_host_and_guest_memory
 
     let rss_growth = watch.growth();
     let guest = s.guest_memory_peak();
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
         "1 GiB put {:.1} s ({:.0} MiB/s), get {:.1} s ({:.0} MiB/s); host peak RSS grew {:.1} MiB; guest memory {:.1} MiB",
         up.as_secs_f64(),
@@ -177,7 +180,6 @@ async fn a_command_printing_256_mib_hands_back_all_of_it_byte_exact() {
     assert_eq!(hex(Sha256::digest(&out.stdout)), on_server, "the output differs from what the command printed");
     let rss_growth = watch.growth();
     let guest = s.guest_memory_peak();
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
         "256 MiB of stdout in {:.1} s; host peak RSS grew {:.0} MiB; guest memory {:.0} MiB",
         took.as_secs_f64(),

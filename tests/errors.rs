@@ -123,12 +123,7 @@ async fn an_image_server_remote_is_unsupported_not_a_crash() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_unix_socket_that_is_not_there_is_a_connect_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("conf");
-    assert!(Command::new("cp").arg("-r").arg(conf()).arg(&copy).status().unwrap().success());
-    let yml = copy.join("config.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    assert!(text.contains("addr: unix://\n"), "{text}");
-    std::fs::write(&yml, text.replace("addr: unix://\n", "addr: unix:///nonexistent/lxd/unix.socket\n")).unwrap();
+    let copy = conf_edited(dir.path(), "addr: unix://\n", "addr: unix:///nonexistent/lxd/unix.socket\n");
     let (kind, msg) = kind_and_message(runtime_with(copy).connect("local:c1").await);
     assert_eq!(kind, ErrorKind::Connect, "{msg}");
     assert!(msg.contains("/nonexistent/lxd/unix.socket") && msg.contains("is LXD running"), "{msg}");

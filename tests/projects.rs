@@ -60,12 +60,7 @@ async fn the_remotes_project_in_the_lxc_config_is_used_and_host_data_overrides_i
     mark("default", &name);
     mark(P2, &name);
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("conf");
-    assert!(Command::new("cp").arg("-r").arg(conf()).arg(&copy).status().unwrap().success());
-    let yml = copy.join("config.yml");
-    let text = std::fs::read_to_string(&yml).unwrap();
-    assert!(text.contains("    project: default\n"), "{text}");
-    std::fs::write(&yml, text.replace("    project: default\n", &format!("    project: {P2}\n"))).unwrap();
+    let copy = conf_edited(dir.path(), "    project: default\n", &format!("    project: {P2}\n"));
     let rt = Runtime::new(RuntimeOptions { config_dir: Some(copy), ..RuntimeOptions::default() }).unwrap();
     assert_eq!(which(&rt, &name, None).await, P2);
     assert_eq!(which(&rt, &name, Some("default")).await, "default");

@@ -188,6 +188,24 @@ impl<H: Http> Instance<H> {
         self.live_sink = Some(sink);
     }
 
+    /// The URLs of a command's two logs (LXD names them after the operation).
+    fn log_urls(&self, id: &str) -> [String; 2] {
+        ["stdout", "stderr"]
+            .map(|s| self.url(&format!("/1.0/instances/{}/logs/exec_{}.{s}", encode(&self.name), encode(id)), &[]))
+    }
+
+    /// Deletes logs that were read: at once for a one-shot session (it is
+    /// about to end), else without waiting (see [`Instance::delete_later`]).
+    fn delete_logs(&self, urls: [String; 2]) {
+        if self.one_shot {
+            for url in &urls {
+                self.delete_quietly(url);
+            }
+        } else {
+            self.delete_later(urls);
+        }
+    }
+
     /// Sends deletes of logs now without waiting for their answers.
     fn delete_later(&self, urls: impl IntoIterator<Item = String>) {
         for url in urls {
@@ -509,8 +527,7 @@ impl<H: Http> Instance<H> {
     /// what is new to the live sink. A command that ends within the first
     /// round costs the same two round trips as [`Instance::finish_exec`].
     fn finish_exec_live(&self, id: &str, timeout_ms: Option<u64>, what: &str) -> Result<RunOutput, Error> {
-        let logs = ["stdout", "stderr"]
-            .map(|s| self.url(&format!("/1.0/instances/{}/logs/exec_{}.{s}", encode(&self.name), encode(id)), &[]));
+        let logs = self.log_urls(id);
         let wait = self.url(&format!("/1.0/operations/{}/wait", encode(id)), &[("timeout", "1")]);
         // LXD's waits are whole seconds: a limit counts rounds.
         let max_rounds = timeout_ms.map(|ms| ms.div_ceil(1000).max(1));
@@ -542,12 +559,7 @@ impl<H: Http> Instance<H> {
                     if !self.one_shot {
                         self.delete_later(logs.iter().cloned());
                     }
-                    return Err(match e {
-                        Error::Transport(m) => Error::Transport(format!(
-                            "{m}; the command was started and may still be running or have run"
-                        )),
-                        other => other,
-                    });
+                    return Err(lost_wait(e));
                 }
             };
             let running = str_field(&op, "status") == "Running";
@@ -579,35 +591,13 @@ impl<H: Http> Instance<H> {
             if !running {
                 break op;
             }
-            if max_rounds.is_some_and(|max| rounds >= max) {
-                return Err(Error::Timeout(format!(
-                    "{what}: the command did not finish within {} s; it keeps running on the instance \
-                     (LXD cannot cancel it) and its output logs stay on the server",
-                    max_rounds.unwrap_or_default()
-                )));
+            if let Some(max) = max_rounds.filter(|max| rounds >= *max) {
+                return Err(still_running(what, max));
             }
         };
-        if self.one_shot {
-            for log in &logs {
-                self.delete_quietly(log);
-            }
-        } else {
-            self.delete_later(logs.iter().cloned());
-        }
-        let meta = op.get("metadata").unwrap_or(&Value::Null);
-        let Some(code) = meta.get("return").and_then(Value::as_i64) else {
-            return Err(Error::Protocol(format!(
-                "{what}: the command ended without an exit code (status {:?}{})",
-                str_field(&op, "status"),
-                error_suffix(&op)
-            )));
-        };
+        self.delete_logs(logs);
         let [stdout, stderr] = output;
-        Ok(RunOutput {
-            exit_code: i32::try_from(code).map_err(|_| Error::Protocol(format!("{what}: exit code {code} out of range")))?,
-            stdout,
-            stderr,
-        })
+        Ok(RunOutput { exit_code: exit_code(&op, what)?, stdout, stderr })
     }
 
     fn finish_exec(&self, id: &str, timeout_ms: Option<u64>, what: &str) -> Result<RunOutput, Error> {
@@ -618,8 +608,7 @@ impl<H: Http> Instance<H> {
         }
         let wait = self.url(&format!("/1.0/operations/{}/wait", encode(id)), &params);
         // LXD names the logs after the operation, so they are known now.
-        let logs = ["stdout", "stderr"]
-            .map(|s| self.url(&format!("/1.0/instances/{}/logs/exec_{}.{s}", encode(&self.name), encode(id)), &[]));
+        let logs = self.log_urls(id);
         // Without a time limit the wait answers only once the command ended,
         // and LXD serves pipelined requests one after the other: the log
         // reads and deletes queued behind it can never run early. All five
@@ -652,20 +641,11 @@ impl<H: Http> Instance<H> {
             if !self.one_shot {
                 self.delete_later(logs.iter().cloned());
             }
-            match e {
-                Error::Transport(m) => Error::Transport(format!(
-                    "{m}; the command was started and may still be running or have run"
-                )),
-                other => other,
-            }
+            lost_wait(e)
         })?;
         let status = str_field(&op, "status");
         if status == "Running" {
-            return Err(Error::Timeout(format!(
-                "{what}: the command did not finish within {} s; it keeps running on the instance \
-                 (LXD cannot cancel it) and its output logs stay on the server",
-                timeout_s.unwrap_or_default()
-            )));
+            return Err(still_running(what, timeout_s.unwrap_or_default()));
         }
         let meta = op.get("metadata").unwrap_or(&Value::Null);
         let outputs = meta.get("output");
@@ -699,20 +679,10 @@ impl<H: Http> Instance<H> {
             let stdout = self.read_log(&out_log, what);
             let stderr = self.read_log(&err_log, what);
             // Deleted even when reading failed: the server never removes them.
-            if self.one_shot {
-                self.delete_quietly(&out_log);
-                self.delete_quietly(&err_log);
-            } else {
-                self.delete_later([out_log, err_log]);
-            }
+            self.delete_logs([out_log, err_log]);
             (stdout, stderr)
         };
-        let Some(code) = meta.get("return").and_then(Value::as_i64) else {
-            return Err(Error::Protocol(format!(
-                "{what}: the command ended without an exit code (status {status:?}{})",
-                error_suffix(&op)
-            )));
-        };
+        let code = exit_code(&op, what)?;
         let lost = |e: Error| {
             let say = |m: String| format!("{m}; the command ran (exit code {code}) but its output was lost: do not assume it did not run");
             match e {
@@ -723,13 +693,7 @@ impl<H: Http> Instance<H> {
                 other => other,
             }
         };
-        Ok(RunOutput {
-            exit_code: i32::try_from(code).map_err(|_| {
-                Error::Protocol(format!("{what}: exit code {code} out of range"))
-            })?,
-            stdout: stdout.map_err(lost)?,
-            stderr: stderr.map_err(lost)?,
-        })
+        Ok(RunOutput { exit_code: code, stdout: stdout.map_err(lost)?, stderr: stderr.map_err(lost)? })
     }
 
     /// Takes a log read's answer.
@@ -1108,6 +1072,35 @@ fn operation_id(op: &Value) -> Option<String> {
 
 fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
     v.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A failed wait: the command was started.
+fn lost_wait(e: Error) -> Error {
+    match e {
+        Error::Transport(m) => Error::Transport(format!("{m}; the command was started and may still be running or have run")),
+        other => other,
+    }
+}
+
+/// The wait ran out before the command ended.
+fn still_running(what: &str, secs: impl core::fmt::Display) -> Error {
+    Error::Timeout(format!(
+        "{what}: the command did not finish within {secs} s; it keeps running on the instance \
+         (LXD cannot cancel it) and its output logs stay on the server"
+    ))
+}
+
+/// The exit code of a finished exec operation.
+fn exit_code(op: &Value, what: &str) -> Result<i32, Error> {
+    let meta = op.get("metadata").unwrap_or(&Value::Null);
+    let Some(code) = meta.get("return").and_then(Value::as_i64) else {
+        return Err(Error::Protocol(format!(
+            "{what}: the command ended without an exit code (status {:?}{})",
+            str_field(op, "status"),
+            error_suffix(op)
+        )));
+    };
+    i32::try_from(code).map_err(|_| Error::Protocol(format!("{what}: exit code {code} out of range")))
 }
 
 /// Unpredictable: a temporary file name no other session picks (64 bits

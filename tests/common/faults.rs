@@ -216,14 +216,7 @@ fn reset_on_close(s: &TcpStream) -> std::io::Result<()> {
 /// A copy of the trusted test config whose remote `testlxd` goes through
 /// `proxy`; the pinned certificate is the server's, as before.
 pub fn conf_via(proxy: &FaultProxy, dir: &Path) -> PathBuf {
-    let conf = dir.join("conf");
-    let status = std::process::Command::new("cp").arg("-r").arg(super::conf()).arg(&conf).status().expect("cp runs");
-    assert!(status.success(), "copying the test config failed");
-    let yml = conf.join("config.yml");
-    let text = std::fs::read_to_string(&yml).expect("config.yml");
-    assert!(text.contains("https://127.0.0.1:8443"), "the test remote is not at 127.0.0.1:8443:\n{text}");
-    std::fs::write(&yml, text.replace("https://127.0.0.1:8443", &format!("https://{}", proxy.addr))).expect("write config.yml");
-    conf
+    super::conf_edited(dir, "https://127.0.0.1:8443", &format!("https://{}", proxy.addr))
 }
 
 /// The real LXD's HTTPS address.

@@ -24,6 +24,19 @@ pub fn untrusted_conf() -> PathBuf {
     PathBuf::from(p)
 }
 
+/// A copy of the trusted test config in `dir/conf` whose config.yml has
+/// `from` (which must be there) replaced by `to`.
+pub fn conf_edited(dir: &std::path::Path, from: &str, to: &str) -> PathBuf {
+    let copy = dir.join("conf");
+    let status = Command::new("cp").arg("-r").arg(conf()).arg(&copy).status().expect("cp runs");
+    assert!(status.success(), "copying the test config failed");
+    let yml = copy.join("config.yml");
+    let text = std::fs::read_to_string(&yml).expect("config.yml");
+    assert!(text.contains(from), "the test config has no {from:?}:\n{text}");
+    std::fs::write(&yml, text.replace(from, to)).expect("write config.yml");
+    copy
+}
+
 /// A runtime on the trusted test config, checking that LXD is up first so
 /// that a missing fixture fails with the fix instead of a puzzle.
 pub fn runtime() -> Runtime {
