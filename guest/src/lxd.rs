@@ -106,6 +106,28 @@ struct Facts {
     server: ServerInfo,
     status: String,
     kind: String,
+    /// Where the server keeps a command's logs, once it named them.
+    log_dir: Option<LogDir>,
+}
+
+/// Where a server keeps a command's output logs under the instance's
+/// `logs/`: it names them only when the command ended, but they are read
+/// in the same batch as the wait, so the place is known in advance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogDir {
+    /// `logs/exec_ID.stdout` (LXD).
+    Flat,
+    /// `logs/exec-output/exec_ID.stdout` (Incus).
+    ExecOutput,
+}
+
+impl LogDir {
+    fn prefix(self) -> &'static str {
+        match self {
+            LogDir::Flat => "",
+            LogDir::ExecOutput => "exec-output/",
+        }
+    }
 }
 
 /// Where the server facts checked at a first connect are kept, so that later
@@ -188,10 +210,36 @@ impl<H: Http> Instance<H> {
         self.live_sink = Some(sink);
     }
 
-    /// The URLs of a command's two logs (LXD names them after the operation).
+    /// The URLs of a command's two logs (the server names them after the
+    /// operation), where this server keeps them: as it named them before,
+    /// else as servers of its kind do.
     fn log_urls(&self, id: &str) -> [String; 2] {
-        ["stdout", "stderr"]
-            .map(|s| self.url(&format!("/1.0/instances/{}/logs/exec_{}.{s}", encode(&self.name), encode(id)), &[]))
+        let facts = self.facts.borrow();
+        let dir = facts.log_dir.unwrap_or(if facts.server.server == "incus" { LogDir::ExecOutput } else { LogDir::Flat });
+        drop(facts);
+        self.log_urls_in(dir, id)
+    }
+
+    fn log_urls_in(&self, dir: LogDir, id: &str) -> [String; 2] {
+        ["stdout", "stderr"].map(|s| {
+            self.url(&format!("/1.0/instances/{}/logs/{}exec_{}.{s}", encode(&self.name), dir.prefix(), encode(id)), &[])
+        })
+    }
+
+    /// Remembers where the server keeps logs when the paths it named for
+    /// command `id` are one of the known places.
+    fn learn_log_dir(&self, id: &str, named: &[Option<String>; 2]) {
+        for dir in [LogDir::Flat, LogDir::ExecOutput] {
+            let urls = self.log_urls_in(dir, id);
+            if named[0].as_ref() == Some(&urls[0]) && named[1].as_ref() == Some(&urls[1]) {
+                self.facts.borrow_mut().log_dir = Some(dir);
+            }
+        }
+    }
+
+    /// The command the user manages this server with, for hints.
+    fn cli(&self) -> &'static str {
+        if self.facts.borrow().server.server == "incus" { "incus" } else { "lxc" }
     }
 
     /// Deletes logs that were read: at once for a one-shot session (it is
@@ -263,8 +311,9 @@ impl<H: Http> Instance<H> {
         facts.kind = kind;
         if facts.status != "Running" {
             return Err(Error::NotRunning(format!(
-                "{what} is {}, not Running; start it with `lxc start {remote}:{}`",
+                "{what} is {}, not Running; start it with `{} start {remote}:{}`",
                 if facts.status.is_empty() { "in an unknown state" } else { &facts.status },
+                if facts.server.server == "incus" { "incus" } else { "lxc" },
                 self.name
             )));
         }
@@ -277,14 +326,16 @@ impl<H: Http> Instance<H> {
         if info.auth != "trusted" {
             return Err(Error::Permission(format!(
                 "remote '{remote}' does not trust this client's certificate (auth: {}). On the server, \
-                 run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here",
-                info.auth
+                 run `{cli} config trust add` and use the token with `{cli} remote add {remote} <token>` here",
+                info.auth,
+                cli = if info.server == "incus" { "incus" } else { "lxc" },
             )));
         }
         if !info.extensions.iter().any(|e| e == EXEC_RECORDING) {
             return Err(Error::Unsupported(format!(
-                "remote '{remote}' (LXD {}) lacks the API extension '{EXEC_RECORDING}' that running \
-                 commands needs; upgrade LXD",
+                "remote '{remote}' ({} {}) lacks the API extension '{EXEC_RECORDING}' that running \
+                 commands needs; upgrade it",
+                if info.server == "incus" { "Incus" } else { "LXD" },
                 info.server_version
             )));
         }
@@ -298,7 +349,8 @@ impl<H: Http> Instance<H> {
         match e {
             Error::Permission(m) => Error::Permission(format!(
                 "{m}; remote '{remote}' may no longer trust this client's certificate: on the \
-                 server, run `lxc config trust add` and use the token with `lxc remote add {remote} <token>` here"
+                 server, run `{cli} config trust add` and use the token with `{cli} remote add {remote} <token>` here",
+                cli = self.cli()
             )),
             other => other,
         }
@@ -309,8 +361,8 @@ impl<H: Http> Instance<H> {
     fn with_missing_hint(&self, e: Error) -> Error {
         match e {
             Error::NotFound(m) => Error::NotFound(format!(
-                "{m}; `lxc list {}: --project {}` lists the instances there (check the instance and project names)",
-                self.remote, self.project
+                "{m}; `{} list {}: --project {}` lists the instances there (check the instance and project names)",
+                self.cli(), self.remote, self.project
             )),
             other => other,
         }
@@ -476,8 +528,8 @@ impl<H: Http> Instance<H> {
         let exec = exec.map_err(|e| Error::from_http(e, &what)).and_then(|p| self.take_doc(p, &exec_what)).map_err(|e| {
             match e {
                 Error::NotRunning(_) if deferred.is_some() => Error::NotRunning(format!(
-                    "{exec_what} is not running; start it with `lxc start {}:{}`",
-                    self.remote, self.name
+                    "{exec_what} is not running; start it with `{} start {}:{}`",
+                    self.cli(), self.remote, self.name
                 )),
                 Error::Permission(_) if deferred.is_some() => self.with_trust_hint(e),
                 Error::NotFound(_) if deferred.is_some() => self.with_missing_hint(e),
@@ -533,8 +585,12 @@ impl<H: Http> Instance<H> {
         let max_rounds = timeout_ms.map(|ms| ms.div_ceil(1000).max(1));
         let mut output: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         let mut rounds = 0u64;
+        // A log the last round could not find: an error only if the server
+        // names that place at the end (else it keeps logs elsewhere).
+        let mut missing: Option<Error>;
         let op = loop {
             rounds += 1;
+            missing = None;
             let waited = self.http.start(Request::new(Method::Get, wait.clone()).answer_within(31_000));
             // From the last byte already read: LXD answers a range that
             // starts at or past the end with a 416 whose body does not
@@ -579,6 +635,10 @@ impl<H: Http> Instance<H> {
                     200 => data.get(got.len()..).unwrap_or_default(),
                     // Early on, the log may not exist yet.
                     500 if running => &[],
+                    400 | 404 => {
+                        missing = Some(api_error(head.status, &data, &format!("{what}: reading its output")));
+                        &[]
+                    }
                     status => return Err(api_error(status, &data, &format!("{what}: reading its output"))),
                 };
                 if !new.is_empty() {
@@ -594,6 +654,32 @@ impl<H: Http> Instance<H> {
             if let Some(max) = max_rounds.filter(|max| rounds >= *max) {
                 return Err(still_running(what, max));
             }
+        };
+        let named = named_logs(&op, |path| self.url(path, &[]));
+        self.learn_log_dir(id, &named);
+        let logs = match named {
+            [Some(out_log), Some(err_log)] if [&out_log, &err_log] != [&logs[0], &logs[1]] => {
+                // The server keeps them elsewhere: read them whole there,
+                // and hand on what was not shown yet.
+                let read = [self.read_log(&out_log, what), self.read_log(&err_log, what)];
+                let named = [out_log, err_log];
+                for (fd, (log, got)) in read.into_iter().zip(output.iter_mut()).enumerate() {
+                    let log = log.inspect_err(|_| self.delete_logs(named.clone()))?;
+                    let new = log.get(got.len()..).unwrap_or_default();
+                    if let (Some(sink), false) = (&self.live_sink, new.is_empty()) {
+                        sink(fd as u8 + 1, new);
+                    }
+                    *got = log;
+                }
+                named
+            }
+            _ => match missing {
+                Some(e) => {
+                    self.delete_logs(logs);
+                    return Err(e);
+                }
+                None => logs,
+            },
         };
         self.delete_logs(logs);
         let [stdout, stderr] = output;
@@ -647,12 +733,8 @@ impl<H: Http> Instance<H> {
         if status == "Running" {
             return Err(still_running(what, timeout_s.unwrap_or_default()));
         }
-        let meta = op.get("metadata").unwrap_or(&Value::Null);
-        let outputs = meta.get("output");
-        let named = ["1", "2"].map(|fd| {
-            let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
-            path.starts_with("/1.0/instances/").then(|| self.url(path, &[]))
-        });
+        let named = named_logs(&op, |path| self.url(path, &[]));
+        self.learn_log_dir(id, &named);
         let (stdout, stderr) = if pipelined && named[0].as_ref() == Some(&logs[0]) && named[1].as_ref() == Some(&logs[1]) {
             let stdout = self.take_log(pending.next(), what);
             let stderr = self.take_log(pending.next(), what);
@@ -665,12 +747,12 @@ impl<H: Http> Instance<H> {
             // Whatever was queued is answered first, in order; then the
             // logs the server named are read and deleted.
             pending.for_each(|p| self.drain(p));
-            if pipelined && !self.one_shot {
-                // Read (and dropped) above: the ones LXD names after the
-                // operation go like any others.
-                self.delete_later(logs.iter().cloned());
-            }
             let [Some(out_log), Some(err_log)] = named else {
+                // Named nowhere: any logs are where they were looked for
+                // (a one-shot session's deletes went out with the reads).
+                if pipelined && !self.one_shot {
+                    self.delete_later(logs.iter().cloned());
+                }
                 return Err(Error::Protocol(format!(
                     "{what}: the command ended without naming its output logs (status {status:?}{})",
                     error_suffix(&op)
@@ -777,7 +859,7 @@ impl<H: Http> Instance<H> {
             let text = body.read_to_end(JSON_LIMIT).unwrap_or_default();
             return Err(api_error(head.status, &text, &what));
         }
-        match head.header("x-lxd-type").unwrap_or("file") {
+        match file_header(&head, "type").unwrap_or("file") {
             "file" => {}
             kind => {
                 // Keep the connection reusable: the listing or link target is small.
@@ -792,14 +874,14 @@ impl<H: Http> Instance<H> {
             }
         }
         let num = |name: &str, radix: u32| -> Result<u32, Error> {
-            let v = head.header(name).unwrap_or("0");
+            let v = file_header(&head, name).unwrap_or("0");
             u32::from_str_radix(v.trim(), radix)
-                .map_err(|_| Error::Protocol(format!("{what}: header {name} is not a number: {v:?}")))
+                .map_err(|_| Error::Protocol(format!("{what}: header X-LXD-{name} is not a number: {v:?}")))
         };
         let info = FileInfo {
-            mode: num("x-lxd-mode", 8)?,
-            uid: num("x-lxd-uid", 10)?,
-            gid: num("x-lxd-gid", 10)?,
+            mode: num("mode", 8)?,
+            uid: num("uid", 10)?,
+            gid: num("gid", 10)?,
             size: head.header("content-length").and_then(|v| v.trim().parse().ok()),
         };
         Ok(FileReader { body, info, what })
@@ -1037,6 +1119,22 @@ fn api_error(status: u16, body: &[u8], what: &str) -> Error {
 }
 
 /// The server facts in `GET /1.0`'s metadata.
+/// The URLs (made by `url`) of the two logs a finished command's operation
+/// names, where it names them.
+fn named_logs(op: &Value, url: impl Fn(&str) -> String) -> [Option<String>; 2] {
+    let outputs = op.get("metadata").and_then(|m| m.get("output"));
+    ["1", "2"].map(|fd| {
+        let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
+        path.starts_with("/1.0/instances/").then(|| url(path))
+    })
+}
+
+/// A file's `X-LXD-NAME` header, or Incus's `X-Incus-NAME` (Incus reads
+/// the `X-LXD-` request headers too, so requests send only those).
+fn file_header<'a>(head: &'a Head, name: &str) -> Option<&'a str> {
+    head.header(&format!("x-lxd-{name}")).or_else(|| head.header(&format!("x-incus-{name}")))
+}
+
 fn server_info_from(meta: &Value) -> ServerInfo {
     let env = meta.get("environment").unwrap_or(&Value::Null);
     ServerInfo {

@@ -21,6 +21,7 @@ pub mod cache;
 /// The lxc client config (the `lxd-connector-config` crate, kept apart so
 /// the fuzz targets can use it without wasmtime).
 pub use lxd_connector_config as config;
+pub use config::Client;
 pub mod error;
 pub mod hooks;
 pub mod policy;

@@ -16,7 +16,7 @@ mod progress;
 
 use progress::{Counted, Progress};
 
-use lxd_connector::{OutputStream, Preconnect, PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
+use lxd_connector::{Client, OutputStream, Preconnect, PutOptions, RunOptions, Runtime, RuntimeOptions, Session};
 
 /// Exit code for every failure of lxd-connector itself.
 const FAILURE: u8 = 255;
@@ -27,14 +27,19 @@ struct Cli {
     /// Load this connector component instead of the built-in one.
     #[arg(long, global = true, env = "LXD_CONNECTOR_COMPONENT", value_name = "PATH")]
     component: Option<PathBuf>,
-    /// The lxc client config folder (default: $LXD_CONF, ~/.config/lxc, or snap's).
-    #[arg(long, global = true, env = "LXD_CONF", value_name = "DIR", hide_env_values = true)]
+    /// The client config folder (default: $LXD_CONF, ~/.config/lxc, or
+    /// snap's; with --incus: $INCUS_CONF, else ~/.config/incus).
+    #[arg(long, global = true, value_name = "DIR")]
     config_dir: Option<PathBuf>,
+    /// Read the incus client's config (remotes, certificates, pins) instead
+    /// of lxc's: for Incus servers added with `incus remote add`.
+    #[arg(long, global = true)]
+    incus: bool,
     /// Compile the component at every start instead of caching it
     /// (cache: $LXD_CONNECTOR_CACHE_DIR, else ~/.cache/lxd-connector).
     #[arg(long, global = true)]
     no_cache: bool,
-    /// Use this LXD project instead of the remote's default.
+    /// Use this project instead of the remote's default.
     #[arg(long, global = true, value_name = "NAME")]
     project: Option<String>,
     #[command(subcommand)]
@@ -155,6 +160,7 @@ async fn run(cli: Cli) -> Result<u8> {
         // The handshakes overlap with loading the component.
         preconnect: Preconnect::guess(name),
         component: cli.component.clone(),
+        client: if cli.incus { Client::Incus } else { Client::Lxc },
         config_dir: cli.config_dir.clone(),
         cache_dir: if cli.no_cache { None } else { lxd_connector::cache::default_dir() },
         ..RuntimeOptions::default()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::config::{ClientConfig, Endpoint};
+use crate::config::{Client, ClientConfig, Endpoint};
 use crate::transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, Pool, PoolStats};
 use crate::tls::RemoteTls;
 
@@ -41,6 +41,7 @@ pub enum ResolveError {
 
 /// The remotes table shared by every session of one runtime.
 pub struct Remotes {
+    client: Client,
     config_dir: PathBuf,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -59,9 +60,23 @@ struct Table {
 /// The socket a bare `unix://` remote means, as `lxc` finds it:
 /// `$LXD_DIR/unix.socket`, else Debian's, else the snap's (the first that
 /// exists; Debian's when neither does, so the error names a real place).
-pub fn default_unix_socket(lxd_dir: Option<&std::ffi::OsStr>, exists: &dyn Fn(&Path) -> bool) -> PathBuf {
-    if let Some(dir) = lxd_dir.filter(|d| !d.is_empty()) {
-        return Path::new(dir).join("unix.socket");
+/// For `incus`, as `incus` finds it: `$INCUS_SOCKET`, else
+/// `$INCUS_DIR/unix.socket`, else `/var/lib/incus/unix.socket`.
+pub fn default_unix_socket(
+    client: Client,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    exists: &dyn Fn(&Path) -> bool,
+) -> PathBuf {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    if client == Client::Incus {
+        if let Some(socket) = var("INCUS_SOCKET") {
+            return PathBuf::from(socket);
+        }
+        let dir = var("INCUS_DIR").map_or_else(|| PathBuf::from("/var/lib/incus"), PathBuf::from);
+        return dir.join("unix.socket");
+    }
+    if let Some(dir) = var("LXD_DIR") {
+        return Path::new(&dir).join("unix.socket");
     }
     let debian = PathBuf::from("/var/lib/lxd/unix.socket");
     let snap = PathBuf::from("/var/snap/lxd/common/lxd/unix.socket");
@@ -76,7 +91,14 @@ pub const MEMO_KEYS_PER_REMOTE: usize = 16;
 impl Remotes {
     /// A table over the lxc client config in `config_dir`, read on first use.
     pub fn new(config_dir: PathBuf) -> Remotes {
+        Remotes::for_client(Client::Lxc, config_dir)
+    }
+
+    /// A table over `client`'s config in `config_dir` (`lxc`'s or `incus`'s:
+    /// their built-in remotes and local sockets differ).
+    pub fn for_client(client: Client, config_dir: PathBuf) -> Remotes {
         Remotes {
+            client,
             config_dir,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -99,7 +121,7 @@ impl Remotes {
 
     fn config(&self) -> Result<&ClientConfig, ResolveError> {
         self.config
-            .get_or_init(|| ClientConfig::load(&self.config_dir).map_err(|e| e.to_string()))
+            .get_or_init(|| ClientConfig::load_for(self.client, &self.config_dir).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| ResolveError::Config(e.clone()))
     }
@@ -125,7 +147,7 @@ impl Remotes {
             // No TLS: whoever may open the socket is trusted by LXD.
             Endpoint::Unix { path } => {
                 let path = path.unwrap_or_else(|| {
-                    default_unix_socket(std::env::var_os("LXD_DIR").as_deref(), &|p: &Path| p.exists())
+                    default_unix_socket(self.client, &|v| std::env::var_os(v), &|p: &Path| p.exists())
                 });
                 Pool::unix(&remote.name, &path)
             }
@@ -186,17 +208,37 @@ impl Remotes {
 mod tests {
     use super::*;
 
+    use std::ffi::OsString;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v))
+    }
+
     #[test]
     fn a_bare_unix_remote_is_lxd_dirs_socket_else_debians_else_the_snaps() {
         let none = |_: &Path| false;
         let only_snap = |p: &Path| p.starts_with("/var/snap");
         let both = |_: &Path| true;
-        let dir = std::ffi::OsStr::new("/srv/lxd");
-        assert_eq!(default_unix_socket(Some(dir), &both), PathBuf::from("/srv/lxd/unix.socket"));
-        assert_eq!(default_unix_socket(None, &both), PathBuf::from("/var/lib/lxd/unix.socket"));
-        assert_eq!(default_unix_socket(None, &only_snap), PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"));
-        assert_eq!(default_unix_socket(None, &none), PathBuf::from("/var/lib/lxd/unix.socket"));
-        let empty = std::ffi::OsStr::new("");
-        assert_eq!(default_unix_socket(Some(empty), &only_snap), PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"));
+        let lxd = Client::Lxc;
+        let dir = env_of(&[("LXD_DIR", "/srv/lxd"), ("INCUS_DIR", "/srv/incus")]);
+        assert_eq!(default_unix_socket(lxd, &dir, &both), PathBuf::from("/srv/lxd/unix.socket"));
+        let unset = env_of(&[]);
+        assert_eq!(default_unix_socket(lxd, &unset, &both), PathBuf::from("/var/lib/lxd/unix.socket"));
+        assert_eq!(default_unix_socket(lxd, &unset, &only_snap), PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"));
+        assert_eq!(default_unix_socket(lxd, &unset, &none), PathBuf::from("/var/lib/lxd/unix.socket"));
+        let empty = env_of(&[("LXD_DIR", "")]);
+        assert_eq!(default_unix_socket(lxd, &empty, &only_snap), PathBuf::from("/var/snap/lxd/common/lxd/unix.socket"));
+    }
+
+    #[test]
+    fn a_bare_unix_incus_remote_is_incus_socket_else_incus_dirs_else_var_lib_incus() {
+        let incus = Client::Incus;
+        let both = |_: &Path| true;
+        let socket = env_of(&[("INCUS_SOCKET", "/run/i.sock"), ("INCUS_DIR", "/srv/incus"), ("LXD_DIR", "/srv/lxd")]);
+        assert_eq!(default_unix_socket(incus, &socket, &both), PathBuf::from("/run/i.sock"));
+        let dir = env_of(&[("INCUS_DIR", "/srv/incus"), ("LXD_DIR", "/srv/lxd")]);
+        assert_eq!(default_unix_socket(incus, &dir, &both), PathBuf::from("/srv/incus/unix.socket"));
+        let lxd_only = env_of(&[("LXD_DIR", "/srv/lxd"), ("INCUS_SOCKET", "")]);
+        assert_eq!(default_unix_socket(incus, &lxd_only, &both), PathBuf::from("/var/lib/incus/unix.socket"));
     }
 }

@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::cache::{self, Origin};
-use crate::config::ClientConfig;
+use crate::config::{Client, ClientConfig};
 use crate::error::{Error, ErrorKind};
 use crate::hooks::Hooks;
 use crate::policy::Remotes;
@@ -57,7 +57,10 @@ const YIELD_INTERVAL: u64 = 10_000_000;
 pub struct RuntimeOptions {
     /// A component file to load instead of the embedded one.
     pub component: Option<PathBuf>,
-    /// The lxc client config folder; `None` locates it as `lxc` does.
+    /// Whose client config to read: `lxc`'s (the default) or `incus`'s.
+    pub client: Client,
+    /// The client config folder; `None` locates it as the client does
+    /// (see [`ClientConfig::locate_for`]).
     pub config_dir: Option<PathBuf>,
     /// Cap on each session's guest linear memory, in bytes.
     pub memory_limit: usize,
@@ -109,6 +112,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             component: None,
+            client: Client::Lxc,
             config_dir: None,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             cache_dir: None,
@@ -211,8 +215,8 @@ impl Runtime {
     /// `options.component` names a file). Called inside a tokio runtime, it
     /// first starts the connection `options.preconnect` asks for.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, Error> {
-        let config_dir = options.config_dir.clone().unwrap_or_else(ClientConfig::locate);
-        let remotes = Arc::new(Remotes::new(config_dir).with_timeouts(options.connect_timeout, options.request_timeout));
+        let config_dir = options.config_dir.clone().unwrap_or_else(|| ClientConfig::locate_for(options.client));
+        let remotes = Arc::new(Remotes::for_client(options.client, config_dir).with_timeouts(options.connect_timeout, options.request_timeout));
         let remote = match &options.preconnect {
             Preconnect::Nothing => None,
             Preconnect::DefaultRemote => Some(None),

@@ -23,7 +23,7 @@ use rustls::{
     SupportedCipherSuite,
 };
 
-use crate::config::{ClientConfig, ConfigError, read_fix, remote_name_problem};
+use crate::config::{Client, ClientConfig, ConfigError, read_fix, remote_name_problem};
 
 /// Label used in errors for PEM handed to [`RemoteTls::from_pem`] rather than read from a file.
 const MEMORY_LABEL: &str = "<memory>";
@@ -41,20 +41,26 @@ pub enum TlsError {
 
     /// `client.crt` does not exist.
     #[error(
-        "client certificate {} does not exist; `lxc remote add` creates client.crt and client.key in the lxc config directory (or point $LXD_CONF at the directory that holds them)",
-        path.display()
+        "client certificate {} does not exist; `{client} remote add` creates client.crt and client.key in the {client} config directory (or point ${} at the directory that holds them)",
+        path.display(),
+        client.conf_env()
     )]
     ClientCertMissing {
+        /// Whose config it is.
+        client: Client,
         /// Where it was looked for.
         path: PathBuf,
     },
 
     /// `client.key` does not exist.
     #[error(
-        "client key {} does not exist; `lxc remote add` creates client.crt and client.key together in the lxc config directory (or point $LXD_CONF at the directory that holds them)",
-        path.display()
+        "client key {} does not exist; `{client} remote add` creates client.crt and client.key together in the {client} config directory (or point ${} at the directory that holds them)",
+        path.display(),
+        client.conf_env()
     )]
     ClientKeyMissing {
+        /// Whose config it is.
+        client: Client,
         /// Where it was looked for.
         path: PathBuf,
     },
@@ -75,7 +81,7 @@ pub enum TlsError {
 
     /// A certificate file holds no usable PEM certificate.
     #[error(
-        "{} holds no usable PEM certificate ({detail}); it should contain a \"-----BEGIN CERTIFICATE-----\" block as written by lxc",
+        "{} holds no usable PEM certificate ({detail}); it should contain a \"-----BEGIN CERTIFICATE-----\" block as written by lxc or incus",
         path.display()
     )]
     NoCertificate {
@@ -87,7 +93,7 @@ pub enum TlsError {
 
     /// The client certificate is not a certificate rustls can parse.
     #[error(
-        "client certificate {} is not a valid X.509 certificate ({detail}); restore the client.crt that lxc generated",
+        "client certificate {} is not a valid X.509 certificate ({detail}); restore the client.crt that lxc (or incus) generated",
         path.display()
     )]
     InvalidClientCert {
@@ -99,7 +105,7 @@ pub enum TlsError {
 
     /// The key file holds no key in a supported PEM form.
     #[error(
-        "{} holds no usable key ({detail}); expected an unencrypted PEM key in SEC1 EC, PKCS#8 or PKCS#1 RSA form, as lxc writes client.key",
+        "{} holds no usable key ({detail}); expected an unencrypted PEM key in SEC1 EC, PKCS#8 or PKCS#1 RSA form, as lxc and incus write client.key",
         path.display()
     )]
     NoPrivateKey {
@@ -111,7 +117,7 @@ pub enum TlsError {
 
     /// The key is in PEM but of a kind or form rustls' ring provider cannot use.
     #[error(
-        "the key in {} is not supported: {detail}; lxc's own client keys (ECDSA P-384) work, as do ECDSA P-256, RSA of 2048 bits or more and Ed25519",
+        "the key in {} is not supported: {detail}; lxc's and incus's own client keys (ECDSA P-384) work, as do ECDSA P-256, RSA of 2048 bits or more and Ed25519",
         path.display()
     )]
     UnsupportedKey {
@@ -123,11 +129,13 @@ pub enum TlsError {
 
     /// `client.key` is not the key of `client.crt`.
     #[error(
-        "the key in {} does not belong to the certificate in {}; restore the pair lxc generated together, or move both aside and run `lxc remote add` again (it creates a new pair, which the server must then trust)",
+        "the key in {} does not belong to the certificate in {}; restore the pair {client} generated together, or move both aside and run `{client} remote add` again (it creates a new pair, which the server must then trust)",
         key_path.display(),
         cert_path.display()
     )]
     KeyMismatch {
+        /// Whose config it is.
+        client: Client,
         /// The key file (or `<memory>`).
         key_path: PathBuf,
         /// The certificate file (or `<memory>`).
@@ -137,10 +145,12 @@ pub enum TlsError {
     /// The pinned certificate is PEM but not a certificate: the server's
     /// real one could never match it.
     #[error(
-        "the pinned server certificate {} for remote {remote:?} is not a valid X.509 certificate ({detail}), so no server can match it; re-add the remote with `lxc remote remove {remote}` and `lxc remote add {remote} ADDRESS`, which pins the server's certificate again",
+        "the pinned server certificate {} for remote {remote:?} is not a valid X.509 certificate ({detail}), so no server can match it; re-add the remote with `{client} remote remove {remote}` and `{client} remote add {remote} ADDRESS`, which pins the server's certificate again",
         path.display()
     )]
     InvalidServerCert {
+        /// Whose config it is.
+        client: Client,
         /// The remote.
         remote: String,
         /// The file (or `<memory>`).
@@ -151,10 +161,12 @@ pub enum TlsError {
 
     /// No certificate is pinned for the remote.
     #[error(
-        "no pinned server certificate for remote {remote:?}: {} does not exist; re-add the remote with `lxc remote add {remote} ADDRESS`, which pins the server's certificate (we never connect to a server whose certificate is not pinned)",
+        "no pinned server certificate for remote {remote:?}: {} does not exist; re-add the remote with `{client} remote add {remote} ADDRESS`, which pins the server's certificate (we never connect to a server whose certificate is not pinned)",
         path.display()
     )]
     ServerCertMissing {
+        /// Whose config it is.
+        client: Client,
         /// The remote.
         remote: String,
         /// Where the pinned certificate was looked for.
@@ -213,13 +225,17 @@ impl RemoteTls {
         let key_path = config.client_key_path();
         let server_path = config.server_cert_path(remote);
 
+        let client = config.client;
         let client_cert_pem = read_file(&cert_path, || TlsError::ClientCertMissing {
+            client,
             path: cert_path.clone(),
         })?;
         let client_key_pem = SecretBytes(read_file(&key_path, || TlsError::ClientKeyMissing {
+            client,
             path: key_path.clone(),
         })?);
         let server_cert_pem = read_file(&server_path, || TlsError::ServerCertMissing {
+            client,
             remote: remote.to_owned(),
             path: server_path.clone(),
         })?;
@@ -232,6 +248,7 @@ impl RemoteTls {
             &server_cert_pem,
             &server_path,
             remote,
+            client,
         )
     }
 
@@ -251,6 +268,7 @@ impl RemoteTls {
             server_cert_pem,
             label,
             remote,
+            Client::Lxc,
         )
     }
 
@@ -321,6 +339,7 @@ fn build(
     server_cert_pem: &[u8],
     server_path: &Path,
     remote: &str,
+    client: Client,
 ) -> Result<RemoteTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
 
@@ -339,6 +358,7 @@ fn build(
     // blaming the server for a damaged file here.
     if let Err(err) = rustls::server::ParsedCertificate::try_from(&pinned) {
         return Err(TlsError::InvalidServerCert {
+            client,
             remote: remote.to_owned(),
             path: server_path.to_path_buf(),
             detail: err.to_string(),
@@ -359,6 +379,7 @@ fn build(
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
             return Err(TlsError::KeyMismatch {
+                client,
                 key_path: key_path.to_path_buf(),
                 cert_path: cert_path.to_path_buf(),
             });
@@ -371,7 +392,7 @@ fn build(
         }
     }
 
-    let verifier = PinnedServerCert::new(remote, pinned, &provider);
+    let verifier = PinnedServerCert::new(remote, pinned, &provider).for_client(client);
     let pinned_sha256 = verifier.pinned_sha256.clone();
     let rustls_error = |err: rustls::Error| TlsError::Rustls {
         remote: remote.to_owned(),
@@ -386,6 +407,7 @@ fn build(
         .map_err(|err| match err {
             rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
                 TlsError::KeyMismatch {
+                    client,
                     key_path: key_path.to_path_buf(),
                     cert_path: cert_path.to_path_buf(),
                 }
@@ -516,6 +538,7 @@ fn sha256_hex(der: &[u8]) -> String {
 /// for a pinned remote; handshake signatures are still verified, so the server
 /// must hold the pinned certificate's private key.
 pub struct PinnedServerCert {
+    client: Client,
     remote: String,
     pinned: CertificateDer<'static>,
     pinned_sha256: String,
@@ -536,11 +559,19 @@ impl PinnedServerCert {
     /// Pins `pinned` for `remote`, verifying handshake signatures with `provider`'s algorithms.
     pub fn new(remote: &str, pinned: CertificateDer<'static>, provider: &CryptoProvider) -> Self {
         PinnedServerCert {
+            client: Client::Lxc,
             remote: remote.to_owned(),
             pinned_sha256: sha256_hex(&pinned),
             pinned,
             algorithms: provider.signature_verification_algorithms,
         }
+    }
+
+    /// The same verifier; its mismatch error tells how to re-pin with
+    /// `client`'s commands.
+    pub fn for_client(mut self, client: Client) -> Self {
+        self.client = client;
+        self
     }
 
     /// The pinned certificate (DER).
@@ -562,6 +593,7 @@ impl ServerCertVerifier for PinnedServerCert {
             return Ok(ServerCertVerified::assertion());
         }
         let mismatch = PinMismatch {
+            client: self.client,
             remote: self.remote.clone(),
             pinned_sha256: self.pinned_sha256.clone(),
             presented_sha256: sha256_hex(end_entity),
@@ -600,6 +632,8 @@ impl ServerCertVerifier for PinnedServerCert {
 /// find it in a handshake's `io::Error` with [`pin_mismatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinMismatch {
+    /// Whose config holds the pin (for the re-pin commands).
+    pub client: Client,
     /// The remote whose pin did not match.
     pub remote: String,
     /// SHA-256 (hex) of the pinned certificate.
@@ -613,8 +647,9 @@ impl fmt::Display for PinMismatch {
         write!(
             f,
             "the server for remote {remote:?} presented certificate SHA-256 {presented}, not the one pinned in servercerts/{remote}.crt (SHA-256 {pinned}); \
-             if the server's certificate was legitimately replaced, re-pin it with `lxc remote remove {remote}` then `lxc remote add {remote} ADDRESS`; \
+             if the server's certificate was legitimately replaced, re-pin it with `{client} remote remove {remote}` then `{client} remote add {remote} ADDRESS`; \
              otherwise something else is answering at that address",
+            client = self.client,
             remote = self.remote,
             presented = self.presented_sha256,
             pinned = self.pinned_sha256,

@@ -1484,3 +1484,136 @@ fn deferred_describe_checks_first_and_completes_what_a_first_run_learned() {
     assert_eq!(last.0, "error", "{facts:?}");
     assert!(last.1.contains("connection refused"), "{facts:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Incus, and servers that keep logs elsewhere
+// ---------------------------------------------------------------------------
+
+/// `c1` on an Incus server, connected; the record starts empty.
+fn connected_incus() -> (Instance<FakeHttp>, FakeHttp) {
+    let fake = FakeHttp::new();
+    let mut server = server_doc("trusted", EXTENSIONS);
+    server["metadata"]["environment"]["server"] = json!("incus");
+    server["metadata"]["environment"]["server_version"] = json!("6.0.4");
+    fake.reply_json(Method::Get, "/1.0", 200, server);
+    fake.reply_json(Method::Get, "/1.0/instances/c1", 200, instance_doc("c1", "default", "Running"));
+    let inst = connect(fake.clone(), "lab", "default", "c1").unwrap_or_else(|e| panic!("connect failed: {e:?}"));
+    fake.forget_sent();
+    (inst, fake)
+}
+
+fn incus_log_path(fd: &str) -> String {
+    let ext = if fd == "1" { "stdout" } else { "stderr" };
+    format!("/1.0/instances/c1/logs/exec-output/exec_{OP}.{ext}")
+}
+
+/// Scripts an exec whose wait names its logs at `incus_log_path`.
+fn script_incus_exec(fake: &FakeHttp, stdout: &[u8], stderr: &[u8]) {
+    let (h, b) = exec_started();
+    fake.reply(Method::Post, "/1.0/instances/c1/exec", h, b);
+    let named = json!({"output": {"1": incus_log_path("1"), "2": incus_log_path("2")}, "return": 0});
+    fake.reply_json(Method::Get, &format!("/1.0/operations/{OP}/wait"), 200, wait_doc("Success", "", named));
+    fake.reply(Method::Get, &incus_log_path("1"), log_head(), stdout);
+    fake.reply(Method::Get, &incus_log_path("2"), log_head(), stderr);
+    fake.reply_json(Method::Delete, &incus_log_path("1"), 200, sync(json!({})));
+    fake.reply_json(Method::Delete, &incus_log_path("2"), 200, sync(json!({})));
+}
+
+#[test]
+fn on_incus_a_command_reads_its_logs_from_exec_output_in_the_same_batch() {
+    let (inst, fake) = connected_incus();
+    script_incus_exec(&fake, b"out\n", b"err\n");
+    let out = inst.run("echo out; echo err >&2", &RunOptions::default()).expect("runs");
+    assert_eq!(out, RunOutput { exit_code: 0, stdout: b"out\n".to_vec(), stderr: b"err\n".to_vec() });
+    // The same four requests (two round trips) as on LXD, at Incus's paths.
+    assert_eq!(
+        fake.requests(),
+        vec![
+            (Method::Post, "/1.0/instances/c1/exec?project=default".to_string()),
+            (Method::Get, format!("/1.0/operations/{OP}/wait?project=default")),
+            (Method::Get, format!("/1.0/instances/c1/logs/exec-output/exec_{OP}.stdout?project=default")),
+            (Method::Get, format!("/1.0/instances/c1/logs/exec-output/exec_{OP}.stderr?project=default")),
+        ]
+    );
+    drop(inst);
+    fake.assert_script_used();
+}
+
+#[test]
+fn a_server_that_names_its_logs_elsewhere_is_followed_then_read_there_in_the_batch() {
+    // An LXD-named server that keeps logs where Incus does.
+    let (inst, fake) = connected("default");
+    let (h, b) = exec_started();
+    fake.reply(Method::Post, "/1.0/instances/c1/exec", h, b);
+    let named = json!({"output": {"1": incus_log_path("1"), "2": incus_log_path("2")}, "return": 3});
+    fake.reply_json(Method::Get, &format!("/1.0/operations/{OP}/wait"), 200, wait_doc("Success", "", named));
+    let invalid = |fd| error_doc(400, &format!("Log file name \"exec_{OP}.{fd}\" not valid"));
+    fake.reply_json(Method::Get, &log_path("1"), 400, invalid("stdout"));
+    fake.reply_json(Method::Get, &log_path("2"), 400, invalid("stderr"));
+    fake.reply(Method::Get, &incus_log_path("1"), log_head(), &b"first\n"[..]);
+    fake.reply(Method::Get, &incus_log_path("2"), log_head(), &b""[..]);
+    fake.reply_json(Method::Delete, &incus_log_path("1"), 200, sync(json!({})));
+    fake.reply_json(Method::Delete, &incus_log_path("2"), 200, sync(json!({})));
+    let out = inst.run("echo first; exit 3", &RunOptions::default()).expect("runs");
+    assert_eq!((out.exit_code, out.stdout.as_slice()), (3, &b"first\n"[..]));
+
+    // Learned: the next command's batch reads there at once.
+    script_incus_exec(&fake, b"second\n", b"");
+    fake.forget_sent();
+    let out = inst.run("echo second", &RunOptions::default()).expect("runs");
+    assert_eq!(out.stdout, b"second\n");
+    let reads: Vec<String> =
+        fake.requests().into_iter().filter(|(m, p)| *m == Method::Get && p.contains("/logs/")).map(|(_, p)| p).collect();
+    assert_eq!(
+        reads,
+        vec![
+            format!("/1.0/instances/c1/logs/exec-output/exec_{OP}.stdout?project=default"),
+            format!("/1.0/instances/c1/logs/exec-output/exec_{OP}.stderr?project=default"),
+        ]
+    );
+    drop(inst);
+    fake.assert_script_used();
+}
+
+#[test]
+fn get_file_reads_incus_file_headers() {
+    let (inst, fake) = connected_incus();
+    fake.reply(
+        Method::Get,
+        "/1.0/instances/c1/files",
+        head(
+            200,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("X-Incus-Type", "file"),
+                ("X-Incus-Mode", "0600"),
+                ("X-Incus-Uid", "1000"),
+                ("X-Incus-Gid", "100"),
+                ("Content-Length", "2"),
+            ],
+        ),
+        &b"hi"[..],
+    );
+    let r = inst.get_file("/tmp/x").expect("opens");
+    assert_eq!(r.info(), FileInfo { mode: 0o600, uid: 1000, gid: 100, size: Some(2) });
+    fake.reply(Method::Get, "/1.0/instances/c1/files", head(200, &[("X-Incus-Type", "directory")]), &b"[]"[..]);
+    let e = err(inst.get_file("/tmp"));
+    assert!(e.to_string().contains("it is a directory"), "{e}");
+}
+
+#[test]
+fn incus_hints_name_the_incus_command() {
+    let fake = FakeHttp::new();
+    let mut server = server_doc("trusted", EXTENSIONS);
+    server["metadata"]["environment"]["server"] = json!("incus");
+    fake.reply_json(Method::Get, "/1.0", 200, server);
+    fake.reply_json(Method::Get, "/1.0/instances/c1", 200, instance_doc("c1", "default", "Stopped"));
+    let e = err(connect(fake.clone(), "lab", "default", "c1"));
+    assert!(e.to_string().contains("`incus start lab:c1`"), "{e}");
+    let fake = FakeHttp::new();
+    let mut server = server_doc("untrusted", EXTENSIONS);
+    server["metadata"]["environment"] = json!({"server": "incus"});
+    fake.reply_json(Method::Get, "/1.0", 200, server);
+    let e = err(connect(fake.clone(), "lab", "default", "c1"));
+    assert!(e.to_string().contains("`incus config trust add`") && !e.to_string().contains("lxc"), "{e}");
+}

@@ -1,9 +1,12 @@
-//! The `lxc` client configuration: where it lives, which remotes it names,
-//! and how a remote's address turns into something we can connect to.
+//! The `lxc` (or `incus`) client configuration: where it lives, which
+//! remotes it names, and how a remote's address turns into something we can
+//! connect to.
 //!
 //! We read the same files `lxc` reads (`config.yml`, `client.crt`,
 //! `client.key`, `servercerts/<remote>.crt`) so that a remote added with
-//! `lxc remote add` works here unchanged, and we never write to them.
+//! `lxc remote add` works here unchanged, and we never write to them. The
+//! `incus` client keeps the same files in the same layout in its own folder
+//! ([`Client::Incus`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -26,11 +29,58 @@ const MAX_FLOW_COLLECTIONS: usize = 1000;
 /// Port LXD listens on when the address does not name one (`lxc` assumes the same).
 pub const DEFAULT_HTTPS_PORT: u16 = 8443;
 
+/// Which command-line client's configuration is read: `lxc` (LXD) or
+/// `incus`. They keep the same files in the same layout; they differ in
+/// where the folder is, the built-in `local` remote's protocol and the
+/// commands our error messages tell the user to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Client {
+    /// LXD's `lxc`: `$LXD_CONF`, `~/.config/lxc`, snap's folder.
+    #[default]
+    Lxc,
+    /// Incus's `incus`: `$INCUS_CONF`, `~/.config/incus`.
+    Incus,
+}
+
+impl Client {
+    /// The client's command, as the user types it (`lxc`, `incus`).
+    pub fn command(self) -> &'static str {
+        match self {
+            Client::Lxc => "lxc",
+            Client::Incus => "incus",
+        }
+    }
+
+    /// The environment variable that names the client's config folder.
+    pub fn conf_env(self) -> &'static str {
+        match self {
+            Client::Lxc => "LXD_CONF",
+            Client::Incus => "INCUS_CONF",
+        }
+    }
+
+    /// The protocol the client writes for its own daemon's remotes.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Client::Lxc => "lxd",
+            Client::Incus => "incus",
+        }
+    }
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.command())
+    }
+}
+
 /// The parsed `lxc` client configuration, built-in remotes included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// The configuration directory (`$LXD_CONF`, `~/.config/lxc`, ...).
-    /// It need not exist.
+    /// Whose configuration this is (`lxc`'s or `incus`'s).
+    pub client: Client,
+    /// The configuration directory (`$LXD_CONF`, `~/.config/lxc`, ...; for
+    /// Incus `$INCUS_CONF`, `~/.config/incus`). It need not exist.
     pub dir: PathBuf,
     /// The remote used when none is named (`default-remote`, `local` when unset).
     /// It is not checked at load time, as `lxc` does not either; see [`ClientConfig::remote`].
@@ -42,11 +92,14 @@ pub struct ClientConfig {
 /// One remote as `lxc` sees it, with `lxc`'s defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
+    /// Whose configuration it comes from (for the commands errors suggest).
+    pub client: Client,
     /// The remote's name (the key in `config.yml`).
     pub name: String,
     /// Its address as written (`unix://`, `https://host:8443`, ...).
     pub addr: String,
-    /// API protocol: `lxd` when missing or empty, else as written.
+    /// API protocol: `lxd` when missing or empty, else as written (`incus`
+    /// writes `incus`).
     pub protocol: String,
     /// Project to use: `default` when missing or empty.
     pub project: String,
@@ -92,11 +145,13 @@ impl fmt::Display for Endpoint {
 pub enum ConfigError {
     /// `config.yml` exists but could not be read.
     #[error(
-        "cannot read the lxc client config {}: {source}; {}",
+        "cannot read the {client} client config {}: {source}; {}",
         path.display(),
-        read_fix(source, "check that the file is readable by the current user (or point $LXD_CONF at the right directory)")
+        read_fix(source, &format!("check that the file is readable by the current user (or point ${} at the right directory)", client.conf_env()))
     )]
     Read {
+        /// Whose config it is.
+        client: Client,
         /// The file that could not be read.
         path: PathBuf,
         /// The underlying I/O error.
@@ -106,10 +161,12 @@ pub enum ConfigError {
 
     /// `config.yml` is not valid YAML or has fields of the wrong type.
     #[error(
-        "the lxc client config {} is malformed: {message}; fix that entry (compare with the output of `lxc remote list`) or move the file aside to fall back to lxc's built-in remotes",
+        "the {client} client config {} is malformed: {message}; fix that entry (compare with the output of `{client} remote list`) or move the file aside to fall back to {client}'s built-in remotes",
         path.display()
     )]
     Malformed {
+        /// Whose config it is.
+        client: Client,
         /// The offending file.
         path: PathBuf,
         /// The YAML parser's message, with line and column.
@@ -132,14 +189,17 @@ pub enum ConfigError {
 
     /// A remote was asked for by name and is not configured.
     #[error(
-        "no remote named {name:?} in {}{}; configured remotes: {}; add it with `lxc remote add {name} ADDRESS`",
+        "no remote named {name:?} in {}{}; configured remotes: {}; add it with `{client} remote add {name} ADDRESS`",
         path.display(),
         missing.as_deref().map(|m| format!(
-            " ({m}, so only lxc's built-in remotes exist; if lxc knows this remote, point $LXD_CONF at the folder lxc uses)"
+            " ({m}, so only {client}'s built-in remotes exist; if {client} knows this remote, point ${} at the folder {client} uses)",
+            client.conf_env()
         )).unwrap_or_default(),
         known.join(", ")
     )]
     UnknownRemote {
+        /// Whose config it is.
+        client: Client,
         /// The name asked for.
         name: String,
         /// The config file that was consulted.
@@ -153,11 +213,13 @@ pub enum ConfigError {
 
     /// `default-remote` names a remote that is not configured.
     #[error(
-        "default-remote {name:?} in {} is not a configured remote (configured: {}); pick one with `lxc remote switch NAME`, or name a remote explicitly",
+        "default-remote {name:?} in {} is not a configured remote (configured: {}); pick one with `{client} remote switch NAME`, or name a remote explicitly",
         path.display(),
         known.join(", ")
     )]
     UnknownDefaultRemote {
+        /// Whose config it is.
+        client: Client,
         /// The dangling `default-remote` value.
         name: String,
         /// The config file it comes from.
@@ -177,9 +239,11 @@ pub enum ConfigError {
 
     /// The remote's `addr` cannot be parsed.
     #[error(
-        "remote {remote:?} has address {addr:?}, which {reason}; lxc remotes look like https://HOST[:PORT] (IPv6 as https://[ADDR]:PORT) or unix://[SOCKET]; fix it with `lxc remote set-url {remote} URL`"
+        "remote {remote:?} has address {addr:?}, which {reason}; {client} remotes look like https://HOST[:PORT] (IPv6 as https://[ADDR]:PORT) or unix://[SOCKET]; fix it with `{client} remote set-url {remote} URL`"
     )]
     InvalidAddr {
+        /// Whose config it is.
+        client: Client,
         /// The remote's name.
         remote: String,
         /// The address as written.
@@ -191,9 +255,9 @@ pub enum ConfigError {
 
 /// The fix for a file that exists but cannot be read: a folder in its place
 /// is the one case where "check its permissions" would mislead.
-pub fn read_fix(source: &io::Error, otherwise: &'static str) -> &'static str {
+pub fn read_fix<'a>(source: &io::Error, otherwise: &'a str) -> &'a str {
     if source.kind() == io::ErrorKind::IsADirectory {
-        "it is a folder, where lxc keeps a file: move it aside and put the file lxc wrote in its place"
+        "it is a folder, where the client keeps a file: move it aside and put the file the client wrote in its place"
     } else {
         otherwise
     }
@@ -311,10 +375,13 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 impl Remote {
     /// Builds a remote from its `config.yml` entry, applying `lxc`'s defaults.
-    fn from_raw(name: &str, raw: RawRemote) -> Remote {
+    fn from_raw(client: Client, name: &str, raw: RawRemote) -> Remote {
         Remote {
+            client,
             name: name.to_owned(),
             addr: raw.addr.unwrap_or_default(),
+            // A missing protocol is LXD's for both clients (incus reads
+            // `lxd` as its own default too).
             protocol: non_empty(raw.protocol).unwrap_or_else(|| "lxd".to_owned()),
             project: non_empty(raw.project).unwrap_or_else(|| "default".to_owned()),
             public: raw.public.unwrap_or(false),
@@ -333,10 +400,11 @@ impl Remote {
         match self.protocol.as_str() {
             "lxd" | "incus" => {}
             "simplestreams" => {
-                return Err(self.unsupported(
+                return Err(self.unsupported(&format!(
                     "is an image server (protocol simplestreams), not an LXD API you can exec on; \
-                     use an LXD remote (`lxc remote list` shows protocol lxd)",
-                ));
+                     use an LXD or Incus remote (`{client} remote list` shows protocol lxd or incus)",
+                    client = self.client
+                )));
             }
             other => {
                 return Err(self.unsupported(&format!(
@@ -346,10 +414,11 @@ impl Remote {
             }
         }
         if self.public {
-            return Err(self.unsupported(
+            return Err(self.unsupported(&format!(
                 "is a public image server, not an LXD API you can exec on; \
-                 use a remote added with `lxc remote add NAME ADDRESS` (not --public)",
-            ));
+                 use a remote added with `{} remote add NAME ADDRESS` (not --public)",
+                self.client
+            )));
         }
 
         let addr = self.addr.as_str();
@@ -369,8 +438,8 @@ impl Remote {
                 return Err(self.unsupported(&format!(
                     "uses auth_type {auth:?}; this connector authenticates only with the TLS \
                      client certificate (client.crt), so re-add the remote with \
-                     `lxc remote add {} ADDRESS --auth-type=tls`",
-                    self.name
+                     `{} remote add {} ADDRESS --auth-type=tls`",
+                    self.client, self.name
                 )));
             }
             return Ok(Endpoint::Https { host, port });
@@ -479,6 +548,7 @@ impl Remote {
 
     fn invalid_addr(&self, reason: &str) -> ConfigError {
         ConfigError::InvalidAddr {
+            client: self.client,
             remote: self.name.clone(),
             addr: self.addr.clone(),
             reason: reason.to_owned(),
@@ -532,17 +602,19 @@ pub fn remote_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
-/// lxc's built-in remotes, present even without a `config.yml`.
-fn builtin_remotes() -> BTreeMap<String, Remote> {
+/// The client's built-in remotes, present even without a `config.yml`.
+fn builtin_remotes(client: Client) -> BTreeMap<String, Remote> {
     let local = Remote {
+        client,
         name: "local".to_owned(),
         addr: "unix://".to_owned(),
-        protocol: "lxd".to_owned(),
+        protocol: client.protocol().to_owned(),
         project: "default".to_owned(),
         public: false,
         auth_type: None,
     };
     let images = Remote {
+        client,
         name: "images".to_owned(),
         addr: "https://images.linuxcontainers.org".to_owned(),
         protocol: "simplestreams".to_owned(),
@@ -563,24 +635,37 @@ impl ClientConfig {
     /// empty; with no home at all the result is an empty path, which `load` treats as
     /// "no config directory".
     pub fn locate() -> PathBuf {
+        Self::locate_for(Client::Lxc)
+    }
+
+    /// The configuration directory `client` would use: for `lxc` as
+    /// [`ClientConfig::locate`]; for `incus`, `$INCUS_CONF` if set and
+    /// non-empty, else `~/.config/incus`.
+    pub fn locate_for(client: Client) -> PathBuf {
         let home = std::env::var_os("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
             .or_else(std::env::home_dir);
-        Self::locate_from(std::env::var_os("LXD_CONF").as_deref(), home.as_deref())
+        Self::locate_client_from(client, std::env::var_os(client.conf_env()).as_deref(), home.as_deref())
     }
 
     /// [`ClientConfig::locate`] with the environment passed in; only the existence of
     /// the two candidate directories is looked up on disk.
     pub fn locate_from(lxd_conf: Option<&OsStr>, home: Option<&Path>) -> PathBuf {
-        if let Some(conf) = lxd_conf.filter(|c| !c.is_empty()) {
+        Self::locate_client_from(Client::Lxc, lxd_conf, home)
+    }
+
+    /// [`ClientConfig::locate_for`] with the environment passed in (`conf`
+    /// is the value of [`Client::conf_env`]).
+    pub fn locate_client_from(client: Client, conf: Option<&OsStr>, home: Option<&Path>) -> PathBuf {
+        if let Some(conf) = conf.filter(|c| !c.is_empty()) {
             return PathBuf::from(conf);
         }
         let Some(home) = home.filter(|h| !h.as_os_str().is_empty()) else {
             return PathBuf::new();
         };
-        let classic = home.join(".config").join("lxc");
-        if classic.is_dir() {
+        let classic = home.join(".config").join(client.command());
+        if client == Client::Incus || classic.is_dir() {
             return classic;
         }
         let snap = home.join("snap").join("lxd").join("common").join("config");
@@ -598,10 +683,17 @@ impl ClientConfig {
     /// control character, or an empty one gives [`ConfigError::InvalidRemoteName`].
     /// Unknown fields are ignored.
     pub fn load(dir: &Path) -> Result<ClientConfig, ConfigError> {
+        Self::load_for(Client::Lxc, dir)
+    }
+
+    /// [`ClientConfig::load`] of `client`'s configuration: its built-in
+    /// remotes, and its name in messages.
+    pub fn load_for(client: Client, dir: &Path) -> Result<ClientConfig, ConfigError> {
         let mut config = ClientConfig {
+            client,
             dir: dir.to_path_buf(),
             default_remote: "local".to_owned(),
-            remotes: builtin_remotes(),
+            remotes: builtin_remotes(client),
         };
         // An empty path means "no home, no $LXD_CONF": joining it would read ./config.yml.
         if dir.as_os_str().is_empty() {
@@ -620,11 +712,12 @@ impl ClientConfig {
             {
                 return Ok(config);
             }
-            Err(source) => return Err(ConfigError::Read { path, source }),
+            Err(source) => return Err(ConfigError::Read { client, path, source }),
         };
 
         if flow_collections(&bytes) > MAX_FLOW_COLLECTIONS {
             return Err(ConfigError::Malformed {
+                client,
                 path,
                 message: format!(
                     "it holds more than {MAX_FLOW_COLLECTIONS} YAML flow collections ('[…]' or '{{…}}'), which lxc never writes (it writes block style)"
@@ -634,6 +727,7 @@ impl ClientConfig {
         // Option: an empty (or comments-only) file is a null document, which lxc accepts.
         let raw: Option<RawConfig> =
             serde_yaml_ng::from_slice(&bytes).map_err(|err| ConfigError::Malformed {
+                client,
                 path: path.clone(),
                 message: describe_yaml_error(&err),
             })?;
@@ -643,7 +737,7 @@ impl ClientConfig {
             if let Some(reason) = remote_name_problem(&name) {
                 return Err(ConfigError::InvalidRemoteName { path, name, reason });
             }
-            let remote = Remote::from_raw(&name, entry.unwrap_or_default());
+            let remote = Remote::from_raw(client, &name, entry.unwrap_or_default());
             config.remotes.insert(name, remote);
         }
         if let Some(default_remote) = non_empty(raw.default_remote) {
@@ -667,6 +761,7 @@ impl ClientConfig {
                 .remotes
                 .get(name)
                 .ok_or_else(|| ConfigError::UnknownRemote {
+                    client: self.client,
                     name: name.to_owned(),
                     path: self.config_file_path(),
                     known: self.remote_names(),
@@ -674,6 +769,7 @@ impl ClientConfig {
                 }),
             None => self.remotes.get(&self.default_remote).ok_or_else(|| {
                 ConfigError::UnknownDefaultRemote {
+                    client: self.client,
                     name: self.default_remote.clone(),
                     path: self.config_file_path(),
                     known: self.remote_names(),
@@ -687,12 +783,16 @@ impl ClientConfig {
     /// `config.yml`. lxc then uses its built-in remotes, and so do we; this
     /// only explains an error that follows from it.
     pub fn missing_config(&self) -> Option<String> {
+        let client = self.client;
         if self.dir.as_os_str().is_empty() {
-            return Some("no lxc config folder was found ($LXD_CONF is unset and there is no home folder)".to_owned());
+            return Some(format!(
+                "no {client} config folder was found (${} is unset and there is no home folder)",
+                client.conf_env()
+            ));
         }
         match std::fs::metadata(&self.dir) {
-            Err(_) => Some(format!("the lxc config folder {} does not exist", self.dir.display())),
-            Ok(meta) if !meta.is_dir() => Some(format!("the lxc config folder {} is not a folder", self.dir.display())),
+            Err(_) => Some(format!("the {client} config folder {} does not exist", self.dir.display())),
+            Ok(meta) if !meta.is_dir() => Some(format!("the {client} config folder {} is not a folder", self.dir.display())),
             Ok(_) => match std::fs::symlink_metadata(self.config_file_path()) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     Some(format!("{} does not exist", self.config_file_path().display()))
@@ -744,6 +844,7 @@ mod tests {
 
     fn remote(addr: &str) -> Remote {
         Remote {
+            client: Client::Lxc,
             name: "r".to_owned(),
             addr: addr.to_owned(),
             protocol: "lxd".to_owned(),
@@ -873,6 +974,7 @@ mod tests {
         assert_eq!(
             lab,
             &Remote {
+                client: Client::Lxc,
                 name: "lab".to_owned(),
                 addr: "https://10.0.0.5:8443".to_owned(),
                 protocol: "lxd".to_owned(),
@@ -1278,5 +1380,52 @@ mod tests {
             config.server_cert_path("lab"),
             PathBuf::from("/conf/servercerts/lab.crt")
         );
+    }
+
+    #[test]
+    fn incus_config_lives_in_incus_conf_or_dot_config_incus() {
+        let home = TempDir::new().unwrap();
+        // Even with lxc's folder present, incus never reads it.
+        fs::create_dir_all(home.path().join(".config/lxc")).unwrap();
+        let got = ClientConfig::locate_client_from(Client::Incus, None, Some(home.path()));
+        assert_eq!(got, home.path().join(".config/incus"));
+        let got = ClientConfig::locate_client_from(Client::Incus, Some(OsStr::new("/x/incus")), Some(home.path()));
+        assert_eq!(got, PathBuf::from("/x/incus"));
+        let got = ClientConfig::locate_client_from(Client::Incus, Some(OsStr::new("")), None);
+        assert_eq!(got, PathBuf::new());
+    }
+
+    #[test]
+    fn incus_builtin_local_remote_speaks_incus_over_the_socket() {
+        let config = ClientConfig::load_for(Client::Incus, Path::new("/nonexistent-incus")).unwrap();
+        let local = config.remote(None).unwrap();
+        assert_eq!((local.name.as_str(), local.protocol.as_str()), ("local", "incus"));
+        assert_eq!(local.endpoint().unwrap(), Endpoint::Unix { path: None });
+        let dir = write_config(
+            "remotes:\n\
+             \x20 lab:\n\
+             \x20   addr: https://127.0.0.1:8444\n\
+             \x20   protocol: incus\n",
+        );
+        let config = ClientConfig::load_for(Client::Incus, dir.path()).unwrap();
+        assert_eq!(
+            config.remote(Some("lab")).unwrap().endpoint().unwrap(),
+            https("127.0.0.1", 8444)
+        );
+    }
+
+    #[test]
+    fn incus_config_errors_name_incus_commands_and_incus_conf() {
+        let config = ClientConfig::load_for(Client::Incus, Path::new("/nonexistent-incus")).unwrap();
+        let msg = config.remote(Some("lab")).unwrap_err().to_string();
+        assert!(msg.contains("`incus remote add lab ADDRESS`") && msg.contains("point $INCUS_CONF at the folder incus uses"), "{msg}");
+        assert!(!msg.contains("lxc") && !msg.contains("LXD_CONF"), "{msg}");
+        let dir = write_config("remotes: [\n");
+        let msg = ClientConfig::load_for(Client::Incus, dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("the incus client config") && msg.contains("`incus remote list`"), "{msg}");
+        let dir = write_config("remotes:\n  lab:\n    addr: ftp://x\n");
+        let config = ClientConfig::load_for(Client::Incus, dir.path()).unwrap();
+        let msg = config.remote(Some("lab")).unwrap().endpoint().unwrap_err().to_string();
+        assert!(msg.contains("`incus remote set-url lab URL`") && !msg.contains("lxc"), "{msg}");
     }
 }
