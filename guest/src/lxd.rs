@@ -607,7 +607,7 @@ impl<H: Http> Instance<H> {
                     })
                 })
                 .collect();
-            let op = waited.map_err(|e| Error::from_http(e, what)).and_then(|p| self.take_json(p, what));
+            let op = waited.map_err(|e| Error::from_http(e, what)).and_then(|p| self.take_wait(p, what));
             let op = match op {
                 Ok(op) => op,
                 Err(e) => {
@@ -719,7 +719,7 @@ impl<H: Http> Instance<H> {
         }
         let mut pending = pending.into_iter();
         let waited = match pending.next() {
-            Some(p) => self.take_json(p, what),
+            Some(p) => self.take_wait(p, what),
             None => Err(Error::Protocol(format!("{what}: no wait was sent"))),
         };
         let op = waited.map_err(|e| {
@@ -818,7 +818,24 @@ impl<H: Http> Instance<H> {
         let doc: Value = serde_json::from_slice(&data).map_err(|e| {
             Error::Protocol(format!("{what}: the server's answer (HTTP {}) is not JSON: {e}", head.status))
         })?;
+        // An error document is an error whatever the HTTP status says
+        // (Incus sends some with 200).
+        if str_field(&doc, "type") == "error" {
+            let code = doc.get("error_code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok());
+            return Err(api_error(code.filter(|c| *c >= 400).unwrap_or(500), &data, what));
+        }
         Ok(doc)
+    }
+
+    /// Takes a `/wait` answer: the operation. Incus answers a wait whose
+    /// time ran out with an error document ("context deadline exceeded",
+    /// HTTP 200) where LXD sends the operation, still running: it means
+    /// the same.
+    fn take_wait(&self, pending: H::Pending, what: &str) -> Result<Value, Error> {
+        match self.take_json(pending, what) {
+            Err(Error::Protocol(m)) if m.ends_with(": context deadline exceeded") => Ok(json!({"status": "Running"})),
+            other => other,
+        }
     }
 
     /// Starts writing `path`; the content follows through the writer.
@@ -1118,7 +1135,6 @@ fn api_error(status: u16, body: &[u8], what: &str) -> Error {
     }
 }
 
-/// The server facts in `GET /1.0`'s metadata.
 /// The URLs (made by `url`) of the two logs a finished command's operation
 /// names, where it names them.
 fn named_logs(op: &Value, url: impl Fn(&str) -> String) -> [Option<String>; 2] {
@@ -1135,6 +1151,7 @@ fn file_header<'a>(head: &'a Head, name: &str) -> Option<&'a str> {
     head.header(&format!("x-lxd-{name}")).or_else(|| head.header(&format!("x-incus-{name}")))
 }
 
+/// The server facts in `GET /1.0`'s metadata.
 fn server_info_from(meta: &Value) -> ServerInfo {
     let env = meta.get("environment").unwrap_or(&Value::Null);
     ServerInfo {

@@ -1617,3 +1617,26 @@ fn incus_hints_name_the_incus_command() {
     let e = err(connect(fake.clone(), "lab", "default", "c1"));
     assert!(e.to_string().contains("`incus config trust add`") && !e.to_string().contains("lxc"), "{e}");
 }
+
+#[test]
+fn an_incus_wait_that_ran_out_of_time_is_a_command_still_running() {
+    let (inst, fake) = connected_incus();
+    let (h, b) = exec_started();
+    fake.reply(Method::Post, "/1.0/instances/c1/exec", h, b);
+    // What Incus 6.0.4 sends for `wait?timeout=N` when the time is up.
+    fake.reply_json(Method::Get, &format!("/1.0/operations/{OP}/wait"), 200, error_doc(500, "context deadline exceeded"));
+    let e = inst.run("sleep 100", &RunOptions { timeout_ms: Some(1000), ..RunOptions::default() }).unwrap_err();
+    let Error::Timeout(msg) = &e else { panic!("expected Timeout, got {e:?}") };
+    assert!(msg.contains("within 1 s") && msg.contains("keeps running"), "{msg}");
+    // Any other error document is an error, whatever its HTTP status.
+    let (h, b) = exec_started();
+    fake.reply(Method::Post, "/1.0/instances/c1/exec", h, b);
+    fake.reply_json(Method::Get, &format!("/1.0/operations/{OP}/wait"), 200, error_doc(404, "Operation not found"));
+    // The lost wait's logs are deleted (the command may still write them).
+    fake.reply_json(Method::Delete, &incus_log_path("1"), 200, sync(json!({})));
+    fake.reply_json(Method::Delete, &incus_log_path("2"), 200, sync(json!({})));
+    let e = inst.run("true", &RunOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("Operation not found"), "{e}");
+    drop(inst);
+    fake.assert_script_used();
+}
