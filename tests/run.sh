@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite against a real LXD: Rust unit and end-to-end tests,
-# then the Python bridge and the pyinfra connector tests.
+# The whole test suite against a real LXD (and a real Incus beside it):
+# Rust unit and end-to-end tests, then the Python bridge and the pyinfra
+# connector tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 
 tests/lxd-up.sh >/dev/null
+tests/incus-up.sh >/dev/null
 cargo test --release
 
 # A Python that takes pip installs: python3 itself, unless it is an

@@ -3,7 +3,7 @@
 //! Every blocking call releases the GIL and runs on a process-wide tokio
 //! runtime, so the Python side can run it from gevent's thread pool while
 //! other hosts' greenlets go on. The component is compiled once per process
-//! (per lxc config folder), and connections are pooled per remote across
+//! (per client config folder), and connections are pooled per remote across
 //! every session of the process.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use lxd_connector::config::{ClientConfig, Endpoint};
-use lxd_connector::{Error, ErrorKind, PutOptions, RunOptions, Runtime, RuntimeOptions, Target};
+use lxd_connector::{Client, Error, ErrorKind, OutputStream, PutOptions, RunOptions, Runtime, RuntimeOptions, Target};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::prelude::*;
@@ -38,24 +38,36 @@ fn tokio() -> &'static tokio::runtime::Runtime {
 /// How many runtimes (component compilations) this process has made.
 static RUNTIMES_LOADED: AtomicUsize = AtomicUsize::new(0);
 
+/// The client named `name`: `lxc` (LXD's, the default) or `incus`.
+fn client(name: &str) -> PyResult<Client> {
+    match name {
+        "lxc" | "lxd" => Ok(Client::Lxc),
+        "incus" => Ok(Client::Incus),
+        other => Err(ConnectorError::new_err(format!(
+            "client {other:?} is not one this connector reads the config of; use \"lxc\" (LXD) or \"incus\""
+        ))),
+    }
+}
+
 /// One compiled runtime per client config folder, for the whole process.
-fn runtime(config_dir: Option<PathBuf>) -> Result<Arc<Runtime>, Error> {
-    static RUNTIMES: OnceLock<Mutex<HashMap<PathBuf, Arc<Runtime>>>> = OnceLock::new();
-    let dir = config_dir.unwrap_or_else(ClientConfig::locate);
+fn runtime(client: Client, config_dir: Option<PathBuf>) -> Result<Arc<Runtime>, Error> {
+    static RUNTIMES: OnceLock<Mutex<HashMap<(Client, PathBuf), Arc<Runtime>>>> = OnceLock::new();
+    let dir = config_dir.unwrap_or_else(|| ClientConfig::locate_for(client));
     let mut map = RUNTIMES.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(rt) = map.get(&dir) {
+    if let Some(rt) = map.get(&(client, dir.clone())) {
         return Ok(rt.clone());
     }
     // The compiled component is cached like the CLI's: a pyinfra run is a
     // short-lived process too, and compiling costs ~0.2-0.4 s of CPU.
     let options = RuntimeOptions {
+        client,
         config_dir: Some(dir.clone()),
         cache_dir: lxd_connector::cache::default_dir(),
         ..RuntimeOptions::default()
     };
     let rt = Arc::new(Runtime::new(options)?);
     RUNTIMES_LOADED.fetch_add(1, Ordering::Relaxed);
-    map.insert(dir, rt.clone());
+    map.insert((client, dir), rt.clone());
     Ok(rt)
 }
 
@@ -92,7 +104,7 @@ fn to_py(e: Error) -> PyErr {
 
 /// How many times this process has loaded the component, compiled or from
 /// the compiled-component cache (one
-/// runtime per lxc config folder). For tests: it stays 1 however many hosts
+/// runtime per client config folder). For tests: it stays 1 however many hosts
 /// connect through the same config.
 #[pyfunction]
 fn runtimes_loaded() -> usize {
@@ -101,22 +113,24 @@ fn runtimes_loaded() -> usize {
 
 /// Parses `[REMOTE:]INSTANCE` with the component; returns its data pairs.
 #[pyfunction]
-#[pyo3(signature = (name, config_dir=None))]
-fn parse_name(py: Python<'_>, name: String, config_dir: Option<PathBuf>) -> PyResult<Vec<(String, String)>> {
+#[pyo3(signature = (name, config_dir=None, client="lxc"))]
+fn parse_name(py: Python<'_>, name: String, config_dir: Option<PathBuf>, client: &str) -> PyResult<Vec<(String, String)>> {
+    let client = self::client(client)?;
     py.detach(|| {
-        let rt = runtime(config_dir)?;
+        let rt = runtime(client, config_dir)?;
         tokio().block_on(rt.parse_name(&name)).map(|t| t.data)
     })
     .map_err(to_py)
 }
 
-/// The default remote of the lxc config, and why it cannot be used (or
+/// The default remote of the client config, and why it cannot be used (or
 /// `None` when it can).
 #[pyfunction]
-#[pyo3(signature = (config_dir=None))]
-fn default_remote(config_dir: Option<PathBuf>) -> PyResult<(String, Option<String>)> {
-    let dir = config_dir.unwrap_or_else(ClientConfig::locate);
-    let config = ClientConfig::load(&dir).map_err(|e| ConnectorError::new_err(e.to_string()))?;
+#[pyo3(signature = (config_dir=None, client="lxc"))]
+fn default_remote(config_dir: Option<PathBuf>, client: &str) -> PyResult<(String, Option<String>)> {
+    let client = self::client(client)?;
+    let dir = config_dir.unwrap_or_else(|| ClientConfig::locate_for(client));
+    let config = ClientConfig::load_for(client, &dir).map_err(|e| ConnectorError::new_err(e.to_string()))?;
     let name = config.default_remote.clone();
     let problem = match config.remote(None).and_then(|r| r.endpoint()) {
         Ok(Endpoint::Https { .. } | Endpoint::Unix { .. }) => None,
@@ -127,10 +141,17 @@ fn default_remote(config_dir: Option<PathBuf>) -> PyResult<(String, Option<Strin
 
 /// Connects to a target given as connector data pairs.
 #[pyfunction]
-#[pyo3(signature = (host_name, data, config_dir=None))]
-fn connect(py: Python<'_>, host_name: String, data: Vec<(String, String)>, config_dir: Option<PathBuf>) -> PyResult<Session> {
+#[pyo3(signature = (host_name, data, config_dir=None, client="lxc"))]
+fn connect(
+    py: Python<'_>,
+    host_name: String,
+    data: Vec<(String, String)>,
+    config_dir: Option<PathBuf>,
+    client: &str,
+) -> PyResult<Session> {
+    let client = self::client(client)?;
     py.detach(|| {
-        let rt = runtime(config_dir)?;
+        let rt = runtime(client, config_dir)?;
         tokio().block_on(rt.connect_target(&Target { host_name, data }))
     })
     .map(|s| Session { inner: Arc::new(Mutex::new(Some(s))) })
@@ -161,7 +182,13 @@ impl Session {
 #[pymethods]
 impl Session {
     /// Runs `command` through `sh -c`; returns `(exit_code, stdout, stderr)`.
-    #[pyo3(signature = (command, stdin=None, timeout_ms=None, env=Vec::new(), cwd=None, user=None, group=None))]
+    ///
+    /// With `live`, `live(stream, data)` is called with `"stdout"` or
+    /// `"stderr"` and the bytes that are new while the command runs (from
+    /// this thread, the GIL taken for the call); the chunks of each stream
+    /// add up to the returned output. An exception it raises is printed
+    /// and ignored: the command runs on.
+    #[pyo3(signature = (command, stdin=None, timeout_ms=None, env=Vec::new(), cwd=None, user=None, group=None, live=None))]
     #[allow(clippy::too_many_arguments)]
     fn run<'py>(
         &self,
@@ -173,9 +200,26 @@ impl Session {
         cwd: Option<String>,
         user: Option<u32>,
         group: Option<u32>,
+        live: Option<Py<PyAny>>,
     ) -> PyResult<(i32, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let options = RunOptions { stdin, timeout_ms, env, cwd, user, group };
-        let out = self.with(py, async move |s| s.run(&command, &options).await)?;
+        let out = match live {
+            None => self.with(py, async move |s| s.run(&command, &options).await)?,
+            Some(callback) => {
+                let sink = move |stream: OutputStream, data: &[u8]| {
+                    let name = match stream {
+                        OutputStream::Stdout => "stdout",
+                        OutputStream::Stderr => "stderr",
+                    };
+                    Python::attach(|py| {
+                        if let Err(e) = callback.call1(py, (name, PyBytes::new(py, data))) {
+                            e.print(py);
+                        }
+                    });
+                };
+                self.with(py, async move |s| s.run_live(&command, &options, sink).await)?
+            }
+        };
         Ok((out.exit_code, PyBytes::new(py, &out.stdout), PyBytes::new(py, &out.stderr)))
     }
 

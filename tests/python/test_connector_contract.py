@@ -194,6 +194,31 @@ def test_print_input_and_output_match_local_and_ssh_format(hosts, echo_log):
     assert printed[LXD, "echo err1 >&2"] == [">>> sh -c 'export K=v && echo err1 >&2'", "<red>err1</red>"]
 
 
+def test_print_output_shows_each_line_while_the_command_still_runs(hosts):
+    from pyinfra.api import output
+
+    lxd, _ = hosts
+    start = time.monotonic()
+    printed: list[tuple[float, str]] = []
+    output.set_echo(lambda message=None, **kwargs: printed.append((time.monotonic() - start, str(message))))
+    def style(text, *args, **kwargs):
+        fg = args[0] if args else kwargs.get("fg")
+        return f"<{fg}>{text}</{fg}>" if fg else text
+
+    output.set_formatter(style)
+    try:
+        ok, out = run(lxd, "echo one; sleep 2.5; echo two >&2; printf three", print_output=True)
+    finally:
+        output.set_echo(output._default_echo)
+        output.set_formatter(output._default_format_text)
+    took = time.monotonic() - start
+    assert ok and out.stdout_lines == ["one", "three"] and out.stderr_lines == ["two"]
+    prefix = lxd.print_prefix
+    assert [m for _, m in printed] == [f"{prefix}one", f"{prefix}<red>two</red>", f"{prefix}three"]
+    first = printed[0][0]
+    assert took >= 2.5 and first < 2.0, f"the first line came at {first:.2f} s of {took:.2f} s: not live"
+
+
 def test_nothing_is_printed_without_print_flags(hosts, echo_log):
     lxd, _ = hosts
     run(lxd, "echo quiet; echo loud >&2")

@@ -1,9 +1,10 @@
-"""The ``@lxd_wasm`` pyinfra connector.
+"""The ``@lxd_wasm`` and ``@incus_wasm`` pyinfra connectors.
 
-Each host is an LXD instance reached through the sandboxed lxd-connector
-WebAssembly component, loaded in-process (no subprocess per command). Native
-calls release the GIL and run in a gevent thread pool, so pyinfra's greenlets
-for other hosts keep running while one host waits on LXD.
+Each host is an LXD (or Incus) instance reached through the sandboxed
+lxd-connector WebAssembly component, loaded in-process (no subprocess per
+command). Native calls release the GIL and run in a gevent thread pool, so
+pyinfra's greenlets for other hosts keep running while one host waits on
+the server.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import threading
 from typing import TYPE_CHECKING
 
 from gevent.threadpool import ThreadPool
@@ -47,10 +49,10 @@ class ConnectorData(TypedDict, total=False):
 
 
 connector_data_meta: dict[str, DataMeta] = {
-    "lxd_remote": DataMeta("lxc remote to use (overrides REMOTE: in the host name)"),
+    "lxd_remote": DataMeta("remote to use (overrides REMOTE: in the host name)"),
     "lxd_instance": DataMeta("instance name (overrides the host name)"),
     "lxd_container": DataMeta("instance name, as older LXD connectors call it"),
-    "lxd_project": DataMeta("LXD project (overrides the remote's default project)"),
+    "lxd_project": DataMeta("project (overrides the remote's default project)"),
 }
 
 _pool: ThreadPool | None = None
@@ -127,6 +129,37 @@ class _ByteReader:
         return out
 
 
+class _LivePrinter:
+    """Prints a command's output as pyinfra's ``print_output`` does, line by
+    line with the host's prefix (stderr in red), while the command runs.
+    Called from the native call's thread with each new piece of a stream;
+    a partial line waits for its end, or for ``close``."""
+
+    def __init__(self, prefix: str):
+        self._prefix = prefix
+        self._partial = {"stdout": b"", "stderr": b""}
+        self._lock = threading.Lock()
+
+    def __call__(self, stream: str, data: bytes) -> None:
+        with self._lock:
+            *lines, self._partial[stream] = (self._partial[stream] + data).split(b"\n")
+            for line in lines:
+                self._print(stream, line)
+
+    def close(self) -> None:
+        with self._lock:
+            for stream, rest in self._partial.items():
+                if rest:
+                    self._print(stream, rest)
+                self._partial[stream] = b""
+
+    def _print(self, stream: str, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace")
+        if stream == "stderr":
+            text = format_text(text, "red")
+        echo(f"{self._prefix}{text}", err=True)
+
+
 class _TextSink:
     """Lets the native side write bytes into a text-mode IO object."""
 
@@ -157,6 +190,10 @@ class LxdWasmConnector(BaseConnector):
 
     handles_execution = True
 
+    #: The inventory prefix, and whose client config is read.
+    prefix = PREFIX
+    client = "lxc"
+
     data_cls = ConnectorData
     data_meta = connector_data_meta
     data: ConnectorData
@@ -164,8 +201,9 @@ class LxdWasmConnector(BaseConnector):
     def __init__(self, state: State, host: Host):
         super().__init__(state, host)
         self._session = None
-        name = host.name[len(PREFIX) + 1 :] if host.name.startswith(PREFIX + "/") else host.name
-        parsed = dict(_parse(name))
+        prefix = self.prefix
+        name = host.name[len(prefix) + 1 :] if host.name.startswith(prefix + "/") else host.name
+        parsed = dict(self._parse(name))
         self._remote = self.data.get("lxd_remote") or parsed.get("remote")
         self._instance = (
             self.data.get("lxd_instance") or self.data.get("lxd_container") or parsed.get("instance")
@@ -173,25 +211,33 @@ class LxdWasmConnector(BaseConnector):
         self._project = self.data.get("lxd_project")
         if not self._remote:
             try:
-                default, problem = _native.default_remote()
+                default, problem = _native.default_remote(client=self.client)
             except _native.ConnectorError as e:
                 problem = str(e)
             if problem:
                 raise InventoryError(
-                    f"{PREFIX}/{name}: no remote given and no usable default remote ({problem}); "
-                    f"write the qualified form {PREFIX}/REMOTE:{self._instance} "
+                    f"{prefix}/{name}: no remote given and no usable default remote ({problem}); "
+                    f"write the qualified form {prefix}/REMOTE:{self._instance} "
                     "or set the host data lxd_remote"
                 )
 
     @override
-    @staticmethod
-    def make_names_data(name=None):
+    @classmethod
+    def make_names_data(cls, name=None):
+        prefix = cls.prefix
         if not name:
             raise InventoryError(
-                f"{PREFIX} needs an instance: {PREFIX}/REMOTE:INSTANCE or {PREFIX}/INSTANCE"
+                f"{prefix} needs an instance: {prefix}/REMOTE:INSTANCE or {prefix}/INSTANCE"
             )
-        _parse(name)
-        yield f"{PREFIX}/{name}", {}, [PREFIX]
+        cls._parse(name)
+        yield f"{prefix}/{name}", {}, [prefix]
+
+    @classmethod
+    def _parse(cls, name: str) -> list[tuple[str, str]]:
+        try:
+            return _native.parse_name(name, client=cls.client)
+        except _native.ConnectorError as e:
+            raise InventoryError(f"{cls.prefix}/{name}: {e}") from None
 
     @override
     def connect(self) -> None:
@@ -201,7 +247,7 @@ class LxdWasmConnector(BaseConnector):
         if self._project:
             data.append(("project", self._project))
         try:
-            self._session = _call(_native.connect, self.host.name, data)
+            self._session = _call(_native.connect, self.host.name, data, client=self.client)
         except _native.ConnectorError as e:
             raise ConnectError(str(e)) from None
 
@@ -227,7 +273,7 @@ class LxdWasmConnector(BaseConnector):
         control = extract_control_arguments(arguments)
         if control.get("_get_pty"):
             raise NotImplementedError(
-                f"{PREFIX} cannot give a command a PTY (LXD's recorded-output exec has none); "
+                f"{self.prefix} cannot give a command a PTY (LXD's recorded-output exec has none); "
                 "drop _get_pty for this host"
             )
         session = self._require_session()
@@ -239,18 +285,24 @@ class LxdWasmConnector(BaseConnector):
             unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
             if print_input:
                 echo(f"{self.host.print_prefix}>>> {unix_command}", err=True)
+            # Printed as it arrives, as pyinfra's @ssh does; a command that
+            # ends within a second costs no more round trips for it.
+            live = _LivePrinter(self.host.print_prefix) if print_output else None
             # ConnectorTimeout is a TimeoutError and ConnectorError an
             # OSError: pyinfra fails this host only, never the whole run.
-            code, out, err = _call(
-                session.run, unix_command.get_raw_value(), stdin=stdin, timeout_ms=timeout_ms
-            )
+            try:
+                code, out, err = _call(
+                    session.run,
+                    unix_command.get_raw_value(),
+                    stdin=stdin,
+                    timeout_ms=timeout_ms,
+                    live=live,
+                )
+            finally:
+                if live is not None:
+                    live.close()
             lines = [OutputLine("stdout", line) for line in _split_lines(out)]
             lines += [OutputLine("stderr", line) for line in _split_lines(err)]
-            if print_output:
-                prefix = self.host.print_prefix
-                for line in lines:
-                    text = line.line if line.buffer_name == "stdout" else format_text(line.line, "red")
-                    echo(f"{prefix}{text}", err=True)
             return code, CommandOutput(lines)
 
         code, output = execute_command_with_sudo_retry(self.host, arguments, execute_command)
@@ -314,8 +366,16 @@ class LxdWasmConnector(BaseConnector):
             _call(session.get, str(remote_filename), filename_or_io)
 
 
-def _parse(name: str) -> list[tuple[str, str]]:
-    try:
-        return _native.parse_name(name)
-    except _native.ConnectorError as e:
-        raise InventoryError(f"{PREFIX}/{name}: {e}") from None
+class IncusWasmConnector(LxdWasmConnector):
+    """
+    Drive Incus instances through the lxd-connector WebAssembly component:
+    the same connector, reading the incus client's config (``$INCUS_CONF`` or
+    ``~/.config/incus``, remotes added with ``incus remote add``).
+
+    .. code:: shell
+
+        pyinfra @incus_wasm/myremote:c1 exec -- uptime
+    """
+
+    prefix = "@incus_wasm"
+    client = "incus"
