@@ -207,6 +207,39 @@ fn another_component_can_be_loaded_by_path() {
     assert_eq!(o.stdout, b"via-file\n", "{}", stderr(&o));
 }
 
+#[test]
+fn component_writes_the_embedded_component_for_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("connector.wasm");
+    // No client config and no remote are needed: nothing is loaded or reached.
+    let bare = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lxd-connector"))
+            .args(args)
+            .env("LXD_CONF", dir.path().join("no-such-config"))
+            .env_remove("LXD_CONNECTOR_COMPONENT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = bare(&["component", "-o", wasm.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stderr(&o));
+    let written = std::fs::read(&wasm).unwrap();
+    assert!(written == lxd_connector::EMBEDDED_COMPONENT, "-o wrote other bytes than the embedded component");
+    // A component (layer 1), not a core module: `\0asm`, version 0x0d, layer 1.
+    assert_eq!(written[..8], *b"\0asm\x0d\x00\x01\x00");
+    let o = bare(&["component"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout == written, "standard output got other bytes than -o");
+    // With --component, the file it names is what this binary loads and writes.
+    let copy = dir.path().join("copy.wasm");
+    let o = bare(&["--component", wasm.to_str().unwrap(), "component", "-o", copy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&copy).unwrap() == written);
+    let o = bare(&["component", "-o", dir.path().join("no/such/dir/c.wasm").to_str().unwrap()]);
+    assert_one_clear_line(&o, "component into a missing folder", &["writing", "no/such/dir/c.wasm"]);
+}
+
 /// Copies the trusted test config into `dir`, then lets `spoil` change it.
 fn config_copy(dir: &std::path::Path, spoil: impl FnOnce(&std::path::Path)) {
     std::fs::create_dir_all(dir.join("servercerts")).unwrap();

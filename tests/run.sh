@@ -27,5 +27,5 @@ fi
 echo "python for the pyinfra tests: $("$py" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 # Builds the bridge with the same target folder and profile as above, so
 # wasmtime is not compiled a second time.
-"$py" -m pip install -q pytest ./python
+"$py" -m pip install -q -r tests/python/requirements.txt ./python
 "$py" -m pytest -q tests/python

@@ -13,28 +13,33 @@ use std::time::{Duration, Instant};
 use common::*;
 use lxd_connector::{Error, ErrorKind, RunOptions, Runtime, RuntimeOptions};
 
+/// Builds a workspace crate that the host must not be built with, in a
+/// target folder of its own (once per test process and `folder`), and
+/// returns that folder. One per checkout (see host/build.rs): cargo's
+/// records of what a build read are absolute paths.
+fn build_apart(package: &str, args: &[&str], folder: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let id = root.as_os_str().as_encoded_bytes().iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{folder}-{id:08x}"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root).args(["build", "-p", package]).args(args).arg("--target-dir").arg(&target);
+    for var in ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building {package} failed");
+    target
+}
+
 /// Builds the hostile fixture for wasm32-wasip2 (once per test process).
 fn hostile_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            // One per checkout (see host/build.rs): cargo's records of what
-            // a build read are absolute paths.
-            let id = root.as_os_str().as_encoded_bytes().iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
-            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-target-{id:08x}"));
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(&root)
-                .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "-p", "lxd-connector-hostile"])
-                .arg("--target-dir")
-                .arg(&target);
-            for var in ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-                cmd.env_remove(var);
-            }
-            let status = cmd.status().expect("cargo runs");
-            assert!(status.success(), "building tests/hostile failed (rustup target add wasm32-wasip2?)");
-            target.join("wasm32-wasip2/guest/lxd_connector_hostile.wasm")
+            let args = ["--profile", "guest", "--target", "wasm32-wasip2"];
+            build_apart("lxd-connector-hostile", &args, "hostile-target")
+                .join("wasm32-wasip2/guest/lxd_connector_hostile.wasm")
         })
         .clone()
 }
@@ -58,28 +63,141 @@ fn the_component_imports_exactly_what_it_needs() {
     let ty = component.component_type();
     let mut imports: Vec<String> = ty.imports(&engine).map(|(name, _)| name.to_string()).collect();
     imports.sort();
-    // Exactly what the world names, nothing Rust's std would add (the
-    // component is built without it: no environment, no standard
-    // streams, no terminals, no exit, no files, no sockets): the LXD host
-    // interface, the live-output sink, wasi:http and the wasi:io it is built on, the monotonic
-    // clock whose `duration` the time limits on requests use, and
-    // wasi:random for the names of stdin files. A new import here is a new
-    // way out of the sandbox and needs a review.
-    let expected = [
-        "orchestrator:connector/live-output@0.1.0",
-        "orchestrator:connector/lxd-remotes@0.1.0",
-        "wasi:clocks/monotonic-clock@0.2.12",
-        "wasi:http/outgoing-handler@0.2.12",
-        "wasi:http/types@0.2.12",
-        "wasi:io/error@0.2.12",
-        "wasi:io/poll@0.2.12",
-        "wasi:io/streams@0.2.12",
-        "wasi:random/random@0.2.12",
-    ];
-    assert_eq!(imports, expected, "the component's imports changed");
+    assert_eq!(imports, IMPORTS, "the component's imports changed");
     let mut exports: Vec<String> = ty.exports(&engine).map(|(name, _)| name.to_string()).collect();
     exports.sort();
-    assert_eq!(exports, ["orchestrator:connector/connector@0.1.0"]);
+    assert_eq!(exports, EXPORTS);
+}
+
+/// What the component imports: exactly what its world names, nothing Rust's
+/// std would add (the component is built without it: no environment, no
+/// standard streams, no terminals, no exit, no files, no sockets): the LXD
+/// host interface, the live-output sink, wasi:http and the wasi:io it is
+/// built on, the monotonic clock whose `duration` the time limits on
+/// requests use, and wasi:random for the names of stdin files. A new import
+/// here is a new way out of the sandbox and needs a review.
+const IMPORTS: [&str; 9] = [
+    "orchestrator:connector/live-output@0.1.0",
+    "orchestrator:connector/lxd-remotes@0.1.0",
+    "wasi:clocks/monotonic-clock@0.2.12",
+    "wasi:http/outgoing-handler@0.2.12",
+    "wasi:http/types@0.2.12",
+    "wasi:io/error@0.2.12",
+    "wasi:io/poll@0.2.12",
+    "wasi:io/streams@0.2.12",
+    "wasi:random/random@0.2.12",
+];
+
+/// What the component exports.
+const EXPORTS: [&str; 1] = ["orchestrator:connector/connector@0.1.0"];
+
+/// Runs the contract checker (`tests/wit-check`, built with wit-parser and
+/// wit-component, which the host must not be built with) and returns its
+/// exit code and standard output.
+fn wit_check(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let tool = BUILT.get_or_init(|| build_apart("lxd-connector-wit-check", &[], "wit-check-target").join("debug/wit-check"));
+    let out = Command::new(tool).args(args).output().expect("wit-check runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("wit-check {args:?}:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+fn wit_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wit")
+}
+
+/// A copy of `wit/` (with its deps) in `dir`, each file passed through `edit`.
+fn wit_copy(dir: &std::path::Path, edit: impl Fn(&str, String) -> String) -> PathBuf {
+    let copy = dir.join("wit");
+    let status = Command::new("cp").arg("-r").arg(wit_dir()).arg(&copy).status().expect("cp runs");
+    assert!(status.success());
+    for file in ["connector.wit", "lxd.wit"] {
+        let path = copy.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(file, text)).unwrap();
+    }
+    copy
+}
+
+/// The embedded component, as a file.
+fn component_file(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("connector.wasm");
+    std::fs::write(&path, lxd_connector::EMBEDDED_COMPONENT).unwrap();
+    path
+}
+
+#[test]
+fn the_components_imports_and_exports_are_the_documented_world_item_by_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = component_file(dir.path());
+    let (code, out) = wit_check(&[
+        "world".as_ref(),
+        wasm.as_os_str(),
+        wit_dir().as_os_str(),
+        "lxd-connector".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "the component is not the documented world:\n{out}");
+    // One verdict per import and export, in agreement with the pinned lists.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), IMPORTS.len() + EXPORTS.len(), "{out}");
+    for name in IMPORTS {
+        let line = lines.iter().find(|l| l.starts_with(&format!("import {name}: "))).unwrap_or_else(|| panic!("{name}: {out}"));
+        let verdict = if name.starts_with("orchestrator:") { "exactly as documented" } else { "each as documented" };
+        assert!(line.ends_with(verdict), "{line}");
+    }
+    assert!(lines.contains(&"export orchestrator:connector/connector@0.1.0: 11 functions, 9 types, exactly as documented"), "{out}");
+
+    // What the component prints as its world (`wasm-tools component wit`).
+    let (code, printed) = wit_check(&["print".as_ref(), wasm.as_os_str()]);
+    assert_eq!(code, Some(0));
+    for name in IMPORTS {
+        assert!(printed.contains(&format!("  import {name};\n")), "{printed}");
+    }
+    assert!(printed.contains("  export orchestrator:connector/connector@0.1.0;\n"), "{printed}");
+}
+
+#[test]
+fn the_world_check_names_a_changed_type_a_missing_function_and_an_undocumented_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = component_file(dir.path());
+    let changed = wit_copy(dir.path(), |file, text| {
+        let edited = match file {
+            "connector.wit" => text.replace("timeout-ms: option<u64>", "timeout-ms: option<u32>").replace(
+                "describe: func() -> list<tuple<string, string>>;",
+                "describe: func() -> list<tuple<string, string>>;\n        close: func();",
+            ),
+            _ => text.replace("import wasi:random/random@0.2.12;", ""),
+        };
+        assert_ne!(edited, text, "{file}: the edit found nothing to change");
+        edited
+    });
+    let (code, out) = wit_check(&["world".as_ref(), wasm.as_os_str(), changed.as_os_str(), "lxd-connector".as_ref()]);
+    assert_eq!(code, Some(1), "{out}");
+    let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("MISMATCH: ")).collect();
+    assert_eq!(problems.len(), 3, "{out}");
+    assert!(problems.iter().any(|l| l.contains("imports wasi:random/random@0.2.12, which the world does not document")), "{out}");
+    assert!(problems.iter().any(|l| l.contains("type run-options is `record { stdin: option<list<u8>>, timeout-ms: option<u64>")
+        && l.contains("but `record { stdin: option<list<u8>>, timeout-ms: option<u32>")), "{out}");
+    assert!(problems.iter().any(|l| l.contains("documents function [method]session.close") && l.contains("the component lacks")), "{out}");
+}
+
+#[test]
+fn every_interface_type_field_case_and_function_of_the_contract_is_documented() {
+    let (code, out) = wit_check(&["docs".as_ref(), wit_dir().as_os_str()]);
+    assert_eq!(code, Some(0), "undocumented items in wit/:\n{out}");
+    // The check itself sees a missing comment.
+    let dir = tempfile::tempdir().unwrap();
+    let bare = wit_copy(dir.path(), |file, text| match file {
+        "lxd.wit" => text.lines().filter(|l| !l.trim_start().starts_with("///")).collect::<Vec<_>>().join("\n"),
+        _ => text,
+    });
+    let (code, out) = wit_check(&["docs".as_ref(), bare.as_os_str()]);
+    assert_eq!(code, Some(1), "{out}");
+    for item in ["world lxd-connector", "interface lxd-remotes", "lxd-remotes: field remote.authority", "lxd-remotes: case resolve-error.config", "lxd-remotes: function resolve"] {
+        assert!(out.contains(&format!("MISMATCH: {item} has no doc comment")), "{item}: {out}");
+    }
+    assert!(!out.contains("interface connector"), "connector.wit kept its comments: {out}");
 }
 
 /// Fails with the error of connecting to `instance` through the fixture.

@@ -56,6 +56,8 @@ enum Command {
     Get(GetArgs),
     /// Show the server version, trust and the instance's status.
     Info(InfoArgs),
+    /// Write out the connector component (connector.wasm) for another host.
+    Component(ComponentArgs),
 }
 
 #[derive(Args)]
@@ -120,6 +122,13 @@ struct InfoArgs {
     instance: String,
 }
 
+#[derive(Args)]
+struct ComponentArgs {
+    /// Write it to FILE instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -155,6 +164,8 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Info(args) => args.instance.as_str(),
         Command::Put(args) => args.target.split('/').next().unwrap_or_default(),
         Command::Get(args) => args.source.split('/').next().unwrap_or_default(),
+        // Loads nothing and reaches no remote.
+        Command::Component(args) => return write_component(cli.component.as_deref(), args).map(|()| 0),
     };
     let runtime = Runtime::new(RuntimeOptions {
         // The handshakes overlap with loading the component.
@@ -171,6 +182,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Put(args) => put(&runtime, project, args).await.map(|()| 0),
         Command::Get(args) => get(&runtime, project, args).await.map(|()| 0),
         Command::Info(args) => info(&runtime, project, args).await.map(|()| 0),
+        Command::Component(_) => unreachable!("written before the runtime loads"),
     }
 }
 
@@ -346,6 +358,31 @@ async fn info(runtime: &Runtime, project: Option<&str>, args: InfoArgs) -> Resul
 
 /// A clap usage error as the one line every failure prints: clap's
 /// message without its usage block, and where to read the usage.
+/// Writes the component this binary loads (the built-in one, or the
+/// `--component` file) for a host of another kind: its bytes, unchanged.
+fn write_component(from: Option<&Path>, args: &ComponentArgs) -> Result<()> {
+    let file;
+    let bytes: &[u8] = match from {
+        Some(path) => {
+            file = std::fs::read(path).with_context(|| format!("reading the component {}", path.display()))?;
+            &file
+        }
+        None => lxd_connector::EMBEDDED_COMPONENT,
+    };
+    match &args.output {
+        Some(path) if path.as_os_str() != "-" => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        _ if std::io::stdout().is_terminal() => {
+            bail!("the component is binary: give -o FILE or redirect standard output")
+        }
+        _ => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush()).context("writing the component to standard output")
+        }
+    }
+}
+
 fn usage_error(e: &clap::Error, args: impl Iterator<Item = String>) -> String {
     use clap::error::ErrorKind;
     const COMMANDS: [&str; 4] = ["exec", "put", "get", "info"];
