@@ -94,7 +94,7 @@ async fn a_server_whose_certificate_differs_from_the_pin_is_refused_before_any_r
     let rt = runtime_with(conf_copy);
     let (kind, msg) = kind_and_message(rt.connect(&format!("{REMOTE}:c1")).await);
     assert_eq!(kind, ErrorKind::Connect);
-    assert!(msg.contains("not the one pinned") && msg.contains("lxc remote add"), "{msg}");
+    assert!(msg.contains("accepts only the certificate pinned for this remote") && msg.contains("lxc remote add"), "{msg}");
     assert_eq!(rt.requests_sent(REMOTE), 0, "a request went out on an unpinned connection");
     // Not retried into success either.
     let (kind, _) = kind_and_message(rt.connect(&format!("{REMOTE}:c1")).await);

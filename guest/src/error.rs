@@ -38,9 +38,10 @@ impl Error {
             HttpError::Denied(m) => Error::Connect(format!("{what}: the host denied the request ({m})")),
             HttpError::Connect(m) => Error::Connect(format!("{what}: {m}")),
             HttpError::Certificate(m) => Error::Connect(format!(
-                "{what}: {m}; the server's certificate is not the one pinned for this remote. \
-                 If the server's certificate changed legitimately, remove and re-add the remote \
-                 with `lxc remote remove` and `lxc remote add`"
+                "{what}: {m}: the host refused the server's certificate. lxd-connector's host \
+                 accepts only the certificate pinned for this remote, as lxc and incus do; if the \
+                 server's certificate changed legitimately, remove and re-add the remote \
+                 (`lxc remote remove` then `lxc remote add`, or the same with `incus`)"
             )),
             HttpError::Lost(m) => Error::Transport(format!("{what}: connection lost: {m}")),
             HttpError::Timeout(m) => Error::Timeout(format!("{what}: {m}")),
