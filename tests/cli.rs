@@ -80,6 +80,8 @@ fn put_and_get_round_trip_files_and_standard_streams() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = cli(&["get", &remote, "-"], None);
     assert_eq!(o.stdout, b"from stdin", "{}", stderr(&o));
+    let o = cli(&["exec", "c1", "--", "rm", &format!("/{}", remote.split_once('/').unwrap().1)], None);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
