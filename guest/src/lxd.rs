@@ -75,6 +75,17 @@ pub struct ServerInfo {
     pub extensions: Vec<String>,
 }
 
+impl ServerInfo {
+    fn is_incus(&self) -> bool {
+        self.server == "incus"
+    }
+
+    /// The command the user manages this server with, for hints.
+    fn cli(&self) -> &'static str {
+        if self.is_incus() { "incus" } else { "lxc" }
+    }
+}
+
 /// A running instance on a remote, reached through `H`.
 pub struct Instance<H: Http> {
     http: H,
@@ -215,7 +226,7 @@ impl<H: Http> Instance<H> {
     /// else as servers of its kind do.
     fn log_urls(&self, id: &str) -> [String; 2] {
         let facts = self.facts.borrow();
-        let dir = facts.log_dir.unwrap_or(if facts.server.server == "incus" { LogDir::ExecOutput } else { LogDir::Flat });
+        let dir = facts.log_dir.unwrap_or(if facts.server.is_incus() { LogDir::ExecOutput } else { LogDir::Flat });
         drop(facts);
         self.log_urls_in(dir, id)
     }
@@ -226,20 +237,26 @@ impl<H: Http> Instance<H> {
         })
     }
 
-    /// Remembers where the server keeps logs when the paths it named for
-    /// command `id` are one of the known places.
-    fn learn_log_dir(&self, id: &str, named: &[Option<String>; 2]) {
+    /// The URLs of the two logs the finished command `id`'s operation
+    /// names, where it names them; when they are in one of the known
+    /// places, remembers it for the session's next commands.
+    fn named_logs(&self, id: &str, op: &Value) -> [Option<String>; 2] {
+        let outputs = op.get("metadata").and_then(|m| m.get("output"));
+        let named = ["1", "2"].map(|fd| {
+            let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
+            path.starts_with("/1.0/instances/").then(|| self.url(path, &[]))
+        });
         for dir in [LogDir::Flat, LogDir::ExecOutput] {
-            let urls = self.log_urls_in(dir, id);
-            if named[0].as_ref() == Some(&urls[0]) && named[1].as_ref() == Some(&urls[1]) {
+            if named_as(&named, &self.log_urls_in(dir, id)) {
                 self.facts.borrow_mut().log_dir = Some(dir);
             }
         }
+        named
     }
 
     /// The command the user manages this server with, for hints.
     fn cli(&self) -> &'static str {
-        if self.facts.borrow().server.server == "incus" { "incus" } else { "lxc" }
+        self.facts.borrow().server.cli()
     }
 
     /// Deletes logs that were read: at once for a one-shot session (it is
@@ -313,7 +330,7 @@ impl<H: Http> Instance<H> {
             return Err(Error::NotRunning(format!(
                 "{what} is {}, not Running; start it with `{} start {remote}:{}`",
                 if facts.status.is_empty() { "in an unknown state" } else { &facts.status },
-                if facts.server.server == "incus" { "incus" } else { "lxc" },
+                facts.server.cli(),
                 self.name
             )));
         }
@@ -328,14 +345,14 @@ impl<H: Http> Instance<H> {
                 "remote '{remote}' does not trust this client's certificate (auth: {}). On the server, \
                  run `{cli} config trust add` and use the token with `{cli} remote add {remote} <token>` here",
                 info.auth,
-                cli = if info.server == "incus" { "incus" } else { "lxc" },
+                cli = info.cli(),
             )));
         }
         if !info.extensions.iter().any(|e| e == EXEC_RECORDING) {
             return Err(Error::Unsupported(format!(
                 "remote '{remote}' ({} {}) lacks the API extension '{EXEC_RECORDING}' that running \
                  commands needs; upgrade it",
-                if info.server == "incus" { "Incus" } else { "LXD" },
+                if info.is_incus() { "Incus" } else { "LXD" },
                 info.server_version
             )));
         }
@@ -655,33 +672,32 @@ impl<H: Http> Instance<H> {
                 return Err(still_running(what, max));
             }
         };
-        let named = named_logs(&op, |path| self.url(path, &[]));
-        self.learn_log_dir(id, &named);
-        let logs = match named {
-            [Some(out_log), Some(err_log)] if [&out_log, &err_log] != [&logs[0], &logs[1]] => {
-                // The server keeps them elsewhere: read them whole there,
-                // and hand on what was not shown yet.
-                let read = [self.read_log(&out_log, what), self.read_log(&err_log, what)];
+        let named = self.named_logs(id, &op);
+        let elsewhere = !named_as(&named, &logs);
+        match named {
+            [Some(out_log), Some(err_log)] if elsewhere => {
+                // The server keeps them elsewhere: read them whole there
+                // (deleted even when reading failed: the server never
+                // removes them), and hand on what was not shown yet.
                 let named = [out_log, err_log];
+                let read = named.each_ref().map(|log| self.read_log(log, what));
+                self.delete_logs(named);
                 for (fd, (log, got)) in read.into_iter().zip(output.iter_mut()).enumerate() {
-                    let log = log.inspect_err(|_| self.delete_logs(named.clone()))?;
+                    let log = log?;
                     let new = log.get(got.len()..).unwrap_or_default();
                     if let (Some(sink), false) = (&self.live_sink, new.is_empty()) {
                         sink(fd as u8 + 1, new);
                     }
                     *got = log;
                 }
-                named
             }
-            _ => match missing {
-                Some(e) => {
-                    self.delete_logs(logs);
+            _ => {
+                self.delete_logs(logs);
+                if let Some(e) = missing {
                     return Err(e);
                 }
-                None => logs,
-            },
-        };
-        self.delete_logs(logs);
+            }
+        }
         let [stdout, stderr] = output;
         Ok(RunOutput { exit_code: exit_code(&op, what)?, stdout, stderr })
     }
@@ -733,9 +749,8 @@ impl<H: Http> Instance<H> {
         if status == "Running" {
             return Err(still_running(what, timeout_s.unwrap_or_default()));
         }
-        let named = named_logs(&op, |path| self.url(path, &[]));
-        self.learn_log_dir(id, &named);
-        let (stdout, stderr) = if pipelined && named[0].as_ref() == Some(&logs[0]) && named[1].as_ref() == Some(&logs[1]) {
+        let named = self.named_logs(id, &op);
+        let (stdout, stderr) = if pipelined && named_as(&named, &logs) {
             let stdout = self.take_log(pending.next(), what);
             let stderr = self.take_log(pending.next(), what);
             pending.for_each(|p| self.drain(p));
@@ -1135,14 +1150,9 @@ fn api_error(status: u16, body: &[u8], what: &str) -> Error {
     }
 }
 
-/// The URLs (made by `url`) of the two logs a finished command's operation
-/// names, where it names them.
-fn named_logs(op: &Value, url: impl Fn(&str) -> String) -> [Option<String>; 2] {
-    let outputs = op.get("metadata").and_then(|m| m.get("output"));
-    ["1", "2"].map(|fd| {
-        let path = outputs.and_then(|o| o.get(fd)).and_then(Value::as_str).unwrap_or_default();
-        path.starts_with("/1.0/instances/").then(|| url(path))
-    })
+/// Whether the server named both logs at exactly these URLs.
+fn named_as(named: &[Option<String>; 2], urls: &[String; 2]) -> bool {
+    named[0].as_ref() == Some(&urls[0]) && named[1].as_ref() == Some(&urls[1])
 }
 
 /// A file's `X-LXD-NAME` header, or Incus's `X-Incus-NAME` (Incus reads
