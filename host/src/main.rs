@@ -356,8 +356,6 @@ async fn info(runtime: &Runtime, project: Option<&str>, args: InfoArgs) -> Resul
     Ok(())
 }
 
-/// A clap usage error as the one line every failure prints: clap's
-/// message without its usage block, and where to read the usage.
 /// Writes the component this binary loads (the built-in one, or the
 /// `--component` file) for a host of another kind: its bytes, unchanged.
 fn write_component(from: Option<&Path>, args: &ComponentArgs) -> Result<()> {
@@ -383,6 +381,8 @@ fn write_component(from: Option<&Path>, args: &ComponentArgs) -> Result<()> {
     }
 }
 
+/// A clap usage error as the one line every failure prints: clap's
+/// message without its usage block, and where to read the usage.
 fn usage_error(e: &clap::Error, args: impl Iterator<Item = String>) -> String {
     use clap::error::ErrorKind;
     const COMMANDS: [&str; 4] = ["exec", "put", "get", "info"];
