@@ -55,7 +55,9 @@ def test_incus_wasm_runs_commands_and_moves_files_on_incus(make_state):
 def test_incus_wasm_is_a_pyinfra_connector_the_cli_finds():
     result = run_pyinfra(HOST, "exec", "--", "cat", "/etc/test-server", env={"INCUS_CONF": INCUS_CONF})
     assert result.returncode == 0, result.stderr
-    assert "incus" in result.stdout + result.stderr
+    # The command's output line, printed by the connector (the host name
+    # alone holds "incus" too).
+    assert f"[{HOST}] incus\n" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 def test_incus_wasm_reads_incus_config_not_lxcs(make_state):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import io
 import os
-import threading
 from typing import TYPE_CHECKING
 
 from gevent.threadpool import ThreadPool
@@ -132,26 +131,24 @@ class _ByteReader:
 class _LivePrinter:
     """Prints a command's output as pyinfra's ``print_output`` does, line by
     line with the host's prefix (stderr in red), while the command runs.
-    Called from the native call's thread with each new piece of a stream;
-    a partial line waits for its end, or for ``close``."""
+    Called from the native call's thread with each new piece of a stream,
+    one piece at a time; ``close`` comes after the call returned. A partial
+    line waits for its end, or for ``close``."""
 
     def __init__(self, prefix: str):
         self._prefix = prefix
         self._partial = {"stdout": b"", "stderr": b""}
-        self._lock = threading.Lock()
 
     def __call__(self, stream: str, data: bytes) -> None:
-        with self._lock:
-            *lines, self._partial[stream] = (self._partial[stream] + data).split(b"\n")
-            for line in lines:
-                self._print(stream, line)
+        *lines, self._partial[stream] = (self._partial[stream] + data).split(b"\n")
+        for line in lines:
+            self._print(stream, line)
 
     def close(self) -> None:
-        with self._lock:
-            for stream, rest in self._partial.items():
-                if rest:
-                    self._print(stream, rest)
-                self._partial[stream] = b""
+        for stream, rest in self._partial.items():
+            if rest:
+                self._print(stream, rest)
+            self._partial[stream] = b""
 
     def _print(self, stream: str, line: bytes) -> None:
         text = line.decode("utf-8", errors="replace")
